@@ -1,0 +1,81 @@
+import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { DaemonOptions } from '../http/daemon.js';
+import { DEFAULTS } from '../defaults.js';
+
+/** Options shared by several commands, each readable from an SVC_* environment variable. */
+
+function integer(min: number) {
+  return (value: string): number => {
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    return n;
+  };
+}
+
+function duration(value: string): number {
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected a duration such as 500ms, 30s or 2m');
+  const scale = match[2] === 'm' ? 60_000 : match[2] === 's' ? 1000 : 1;
+  // A bare number is milliseconds.
+  return Number(match[1]) * scale;
+}
+
+export const parseInteger = integer;
+export const parseDuration = duration;
+
+export function option(flags: string, description: string, env: string): Option {
+  return new Option(flags, description).env(env);
+}
+
+export const storeOption = () =>
+  option('--store <dir>', 'embedded store directory', 'SVC_STORE').default(DEFAULTS.store);
+export const fsyncOption = () =>
+  option('--fsync', 'acknowledge a batch only once it is flushed to disk (survives power loss; embedded store)', 'SVC_FSYNC');
+export const thresholdOption = () =>
+  option('--threshold <n>', 'deliveries above which a domain without bounces is a catch-all', 'SVC_THRESHOLD')
+    .default(DEFAULTS.threshold)
+    .argParser(integer(0));
+const hostOption = () =>
+  option('--host <address>', 'address to listen on (0.0.0.0 for every interface)', 'SVC_HOST').default(DEFAULTS.host);
+const portOption = (port: number) =>
+  option('--port <n>', 'port to listen on (0 picks a free one)', 'SVC_PORT').default(port).argParser(integer(0));
+const workersOption = () =>
+  option('--workers <n>', 'worker processes sharing the port (node:cluster)', 'SVC_WORKERS')
+    .default(DEFAULTS.workers)
+    .argParser(integer(1));
+const requestTimeoutOption = () =>
+  option('--request-timeout <duration>', 'cut off a request not fully received within this time', 'SVC_REQUEST_TIMEOUT')
+    .default(DEFAULTS.requestTimeoutMs, '30s')
+    .argParser(duration);
+const keepAliveTimeoutOption = () =>
+  option('--keep-alive-timeout <duration>', 'close an idle keep-alive connection after this time', 'SVC_KEEP_ALIVE_TIMEOUT')
+    .default(DEFAULTS.keepAliveTimeoutMs, '5s')
+    .argParser(duration);
+const shutdownTimeoutOption = () =>
+  option('--shutdown-timeout <duration>', 'on SIGTERM, wait at most this long for requests in flight', 'SVC_SHUTDOWN_TIMEOUT')
+    .default(DEFAULTS.shutdownTimeoutMs, '30s')
+    .argParser(duration);
+export const jsonOption = () => new Option('--json', 'print one JSON object per line');
+
+/** The listening, process and timeout options every daemon takes. */
+export function addDaemonOptions(command: Command, port: number): Command {
+  return command
+    .addOption(portOption(port))
+    .addOption(hostOption())
+    .addOption(workersOption())
+    .addOption(requestTimeoutOption())
+    .addOption(keepAliveTimeoutOption())
+    .addOption(shutdownTimeoutOption());
+}
+
+export function daemonOptionsFrom(name: string, options: Record<string, unknown>): DaemonOptions {
+  return {
+    name,
+    host: options.host as string,
+    port: options.port as number,
+    workers: options.workers as number,
+    requestTimeoutMs: options.requestTimeout as number,
+    keepAliveTimeoutMs: options.keepAliveTimeout as number,
+    shutdownTimeoutMs: options.shutdownTimeout as number,
+  };
+}

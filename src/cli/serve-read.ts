@@ -1,0 +1,24 @@
+import { Command } from 'commander';
+import { DEFAULTS } from '../defaults.js';
+import { createReadApp } from '../http/apps.js';
+import { runDaemon } from '../http/daemon.js';
+import { addDaemonOptions, daemonOptionsFrom, option, parseInteger, storeOption, thresholdOption } from './options.js';
+
+export function serveReadCommand(): Command {
+  const command = new Command('serve-read').description(
+    'run the read daemon: GET /domains/:domain, with a cache of answers that can no longer change',
+  );
+  return addDaemonOptions(command, DEFAULTS.readPort)
+    .addOption(storeOption())
+    .addOption(thresholdOption())
+    .addOption(
+      option('--cache-size <n>', 'not-catch-all answers kept in memory per process (0 disables)', 'SVC_CACHE_SIZE')
+        .default(DEFAULTS.cacheSize)
+        .argParser(parseInteger(0)),
+    )
+    .action(async (options) => {
+      await runDaemon(daemonOptionsFrom('serve-read', options), () =>
+        createReadApp({ store: options.store, threshold: options.threshold, cacheSize: options.cacheSize }),
+      );
+    });
+}

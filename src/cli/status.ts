@@ -1,0 +1,54 @@
+import { Command } from 'commander';
+import { DomainReader } from '../core/domain-reader.js';
+import { normalizeDomain } from '../core/domain.js';
+import { ValidationError } from '../core/errors.js';
+import type { DomainReport } from '../core/status.js';
+import { fetchReports } from '../client/remote-reader.js';
+import { openStore } from '../store/open-store.js';
+import { jsonOption, option, storeOption, thresholdOption } from './options.js';
+import { ExitCode } from './exit.js';
+
+export function statusCommand(): Command {
+  return new Command('status')
+    .description("print the status and counts of one or more domains")
+    .argument('<domain...>', 'domain names (any case, internationalised names allowed)')
+    .addOption(storeOption())
+    .addOption(option('--url <url>', 'ask a running serve-http or serve-read instead of reading the store', 'SVC_URL'))
+    .addOption(thresholdOption())
+    .addOption(jsonOption())
+    .addHelpText('after', '\nExit codes: 0 all answered, 1 store or network error, 2 an invalid domain (the valid ones are still printed).')
+    .action(async (names: string[], options) => {
+      const domains: string[] = [];
+      let invalid = false;
+      for (const name of names) {
+        try {
+          domains.push(normalizeDomain(name));
+        } catch (error) {
+          if (!(error instanceof ValidationError)) throw error;
+          process.stderr.write(`svc status: ${JSON.stringify(name)}: ${error.message}\n`);
+          invalid = true;
+        }
+      }
+      const unique = [...new Set(domains)];
+      const reports = options.url ? await fetchReports(options.url, unique) : await readStore(unique, options);
+      process.stdout.write(options.json ? reports.map((r) => JSON.stringify(r) + '\n').join('') : formatTable(reports));
+      if (invalid) process.exitCode = ExitCode.Usage;
+    });
+}
+
+async function readStore(domains: string[], options: { store: string; threshold: number }): Promise<DomainReport[]> {
+  if (domains.length === 0) return [];
+  const store = await openStore({ store: options.store });
+  try {
+    return await new DomainReader(store, options.threshold).reportMany(domains);
+  } finally {
+    await store.close();
+  }
+}
+
+function formatTable(reports: DomainReport[]): string {
+  const width = Math.max(0, ...reports.map((r) => r.domain.length));
+  return reports
+    .map((r) => `${r.domain.padEnd(width)}  ${r.status.padEnd(13)}  delivered=${r.delivered} bounced=${r.bounced}\n`)
+    .join('');
+}

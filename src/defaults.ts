@@ -1,0 +1,19 @@
+import { DEFAULT_ENGINE_OPTIONS } from './core/counter-engine.js';
+import { DEFAULT_THRESHOLD } from './core/status.js';
+
+/** Every default in one place: the CLI shows these in --help, the library falls back to them. */
+export const DEFAULTS = {
+  store: './data',
+  host: '127.0.0.1',
+  ingestPort: 8080,
+  readPort: 8081,
+  workers: 1,
+  threshold: DEFAULT_THRESHOLD,
+  ...DEFAULT_ENGINE_OPTIONS,
+  maxBody: 8 * 1024 * 1024,
+  cacheSize: 100_000,
+  requestTimeoutMs: 30_000,
+  keepAliveTimeoutMs: 5_000,
+  shutdownTimeoutMs: 30_000,
+  storeTimeoutMs: 5_000,
+} as const;
