@@ -1,0 +1,48 @@
+import { describe, expect, it } from 'vitest';
+import { normalizeDomain } from '../src/core/domain.js';
+import { ValidationError } from '../src/core/errors.js';
+
+describe('normalizeDomain', () => {
+  it.each([
+    ['example.com', 'example.com'],
+    ['Example.COM.', 'example.com'],
+    ['EXAMPLE.com', 'example.com'],
+    ['a-b.c0.io', 'a-b.c0.io'],
+    ['localhost', 'localhost'],
+    ['bücher.de', 'xn--bcher-kva.de'],
+    ['BÜCHER.DE.', 'xn--bcher-kva.de'],
+    ['例え.jp', 'xn--r8jz45g.jp'],
+    ['xn--bcher-kva.de', 'xn--bcher-kva.de'],
+    [`${'a'.repeat(63)}.com`, `${'a'.repeat(63)}.com`],
+    [`${'a.'.repeat(126)}b`, `${'a.'.repeat(126)}b`], // exactly 253 characters
+  ])('%s → %s', (input, expected) => {
+    expect(normalizeDomain(input)).toBe(expected);
+  });
+
+  it.each([
+    ['', 'empty'],
+    ['.', 'empty'],
+    ['a..b', 'empty label'],
+    ['.a.com', 'empty label'],
+    ['a.com..', 'empty label'],
+    [`${'a'.repeat(64)}.com`, 'label longer than 63'],
+    [`${'a.'.repeat(126)}bc`, 'longer than 253'],
+    ['-a.com', 'starts or ends with "-"'],
+    ['a-.com', 'starts or ends with "-"'],
+    ['a_b.com', 'invalid character'],
+    ['a b.com', 'invalid character'],
+    ['a/b.com', 'invalid character'],
+    ['a\u0000b.com', 'control characters'],
+    ['a\nb.com', 'control characters'],
+    ['a\u007fb.com', 'control characters'],
+    ['bü\u0001cher.de', 'control characters'],
+    ['a\ufffd.com', 'internationalised'],
+  ])('rejects %j (%s)', (input, reason) => {
+    expect(() => normalizeDomain(input)).toThrow(ValidationError);
+    expect(() => normalizeDomain(input)).toThrow(reason);
+  });
+
+  it('makes Example.COM. and example.com the same domain', () => {
+    expect(normalizeDomain('Example.COM.')).toBe(normalizeDomain('example.com'));
+  });
+});
