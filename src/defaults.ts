@@ -16,4 +16,7 @@ export const DEFAULTS = {
   keepAliveTimeoutMs: 5_000,
   shutdownTimeoutMs: 30_000,
   storeTimeoutMs: 5_000,
-} as const;
+  collection: 'domains',
+  writeConcern: 'majority',
+  readPreference: 'primary',
+} as const satisfies Record<string, unknown>;

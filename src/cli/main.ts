@@ -3,6 +3,7 @@ import { SvcError } from '../core/errors.js';
 import { ExitCode } from './exit.js';
 import { serveHttpCommand } from './serve-http.js';
 import { serveReadCommand } from './serve-read.js';
+import { setupCommand } from './setup.js';
 import { statusCommand } from './status.js';
 
 const VERSION = '0.1.0';
@@ -13,7 +14,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError()
     .addHelpText('after', '\nEvery option can also be set by the SVC_* environment variable shown beside it.');
-  for (const command of [serveHttpCommand(), serveReadCommand(), statusCommand()]) {
+  for (const command of [serveHttpCommand(), serveReadCommand(), statusCommand(), setupCommand()]) {
     program.addCommand(command);
   }
   // Usage errors exit 2 (commander's own default is 1, which we keep for store and I/O errors).

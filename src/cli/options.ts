@@ -1,5 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { ReadPreferenceMode, W } from 'mongodb';
 import type { DaemonOptions } from '../http/daemon.js';
+import type { StoreOptions } from '../store/open-store.js';
 import { DEFAULTS } from '../defaults.js';
 
 /** Options shared by several commands, each readable from an SVC_* environment variable. */
@@ -27,10 +29,61 @@ export function option(flags: string, description: string, env: string): Option 
   return new Option(flags, description).env(env);
 }
 
-export const storeOption = () =>
-  option('--store <dir>', 'embedded store directory', 'SVC_STORE').default(DEFAULTS.store);
-export const fsyncOption = () =>
-  option('--fsync', 'acknowledge a batch only once it is flushed to disk (survives power loss; embedded store)', 'SVC_FSYNC');
+const READ_PREFERENCES = ['primary', 'primaryPreferred', 'secondaryPreferred', 'nearest'];
+
+function writeConcern(value: string): W {
+  if (value === 'majority') return value;
+  return integer(0)(value);
+}
+
+/**
+ * The store options: `--store` always; the MongoDB ones and `--fsync` as the command needs them.
+ * `writes` adds what only writers use, `reads` what only readers use.
+ */
+export function addStoreOptions(command: Command, use: { writes?: boolean; reads?: boolean } = {}): Command {
+  command
+    .addOption(
+      option('--store <dir|uri>', 'embedded store directory, or a mongodb:// or mongodb+srv:// connection string', 'SVC_STORE').default(
+        DEFAULTS.store,
+      ),
+    )
+    .addOption(option('--collection <name>', 'MongoDB collection', 'SVC_COLLECTION').default(DEFAULTS.collection))
+    .addOption(
+      option('--store-timeout <duration>', 'MongoDB: fail an operation that finds no reachable server within this time', 'SVC_STORE_TIMEOUT')
+        .default(DEFAULTS.storeTimeoutMs, '5s')
+        .argParser(duration),
+    );
+  if (use.writes) {
+    command
+      .addOption(
+        option('--write-concern <w>', 'MongoDB write concern: majority or a number of members', 'SVC_WRITE_CONCERN')
+          .default(DEFAULTS.writeConcern)
+          .argParser(writeConcern),
+      )
+      .addOption(
+        option('--fsync', 'embedded store: acknowledge only once flushed to disk (survives power loss)', 'SVC_FSYNC'),
+      );
+  }
+  if (use.reads) {
+    command.addOption(
+      option('--read-preference <mode>', 'MongoDB read preference (status is near-real-time on secondaries)', 'SVC_READ_PREFERENCE')
+        .choices(READ_PREFERENCES)
+        .default(DEFAULTS.readPreference),
+    );
+  }
+  return command;
+}
+
+export function storeOptionsFrom(options: Record<string, unknown>): StoreOptions {
+  return {
+    store: options.store as string,
+    collection: options.collection as string,
+    storeTimeoutMs: options.storeTimeout as number,
+    writeConcern: options.writeConcern as W | undefined,
+    fsync: Boolean(options.fsync),
+    readPreference: options.readPreference as ReadPreferenceMode | undefined,
+  };
+}
 export const thresholdOption = () =>
   option('--threshold <n>', 'deliveries above which a domain without bounces is a catch-all', 'SVC_THRESHOLD')
     .default(DEFAULTS.threshold)

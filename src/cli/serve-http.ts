@@ -4,12 +4,12 @@ import { createIngestApp } from '../http/apps.js';
 import { runDaemon } from '../http/daemon.js';
 import {
   addDaemonOptions,
+  addStoreOptions,
   daemonOptionsFrom,
-  fsyncOption,
   option,
   parseDuration,
   parseInteger,
-  storeOption,
+  storeOptionsFrom,
   thresholdOption,
 } from './options.js';
 
@@ -17,9 +17,9 @@ export function serveHttpCommand(): Command {
   const command = new Command('serve-http').description(
     'run the ingestion daemon: PUT /events/:domain/:type, POST /events, GET /domains/:domain',
   );
-  return addDaemonOptions(command, DEFAULTS.ingestPort)
-    .addOption(storeOption())
-    .addOption(fsyncOption())
+  addDaemonOptions(command, DEFAULTS.ingestPort);
+  addStoreOptions(command, { writes: true });
+  return command
     .addOption(thresholdOption())
     .addOption(
       option('--max-batch <n>', 'distinct domains per committed batch', 'SVC_MAX_BATCH')
@@ -30,6 +30,11 @@ export function serveHttpCommand(): Command {
       option('--flush-ms <duration>', 'wait this long before committing the first events of an idle batch', 'SVC_FLUSH_MS')
         .default(DEFAULTS.flushMs)
         .argParser(parseDuration),
+    )
+    .addOption(
+      option('--max-in-flight <n>', 'batches being committed at the same time', 'SVC_MAX_IN_FLIGHT')
+        .default(DEFAULTS.maxInFlight)
+        .argParser(parseInteger(1)),
     )
     .addOption(
       option('--max-pending <n>', 'events waiting for a commit before requests get 503', 'SVC_MAX_PENDING')
@@ -44,13 +49,12 @@ export function serveHttpCommand(): Command {
     .action(async (options) => {
       await runDaemon(daemonOptionsFrom('serve-http', options), () =>
         createIngestApp({
-          store: options.store,
-          fsync: Boolean(options.fsync),
+          ...storeOptionsFrom(options),
           threshold: options.threshold,
           maxBatch: options.maxBatch,
           flushMs: options.flushMs,
           maxPending: options.maxPending,
-          maxInFlight: DEFAULTS.maxInFlight,
+          maxInFlight: options.maxInFlight,
           maxBody: options.maxBody,
         }),
       );

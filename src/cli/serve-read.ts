@@ -2,14 +2,15 @@ import { Command } from 'commander';
 import { DEFAULTS } from '../defaults.js';
 import { createReadApp } from '../http/apps.js';
 import { runDaemon } from '../http/daemon.js';
-import { addDaemonOptions, daemonOptionsFrom, option, parseInteger, storeOption, thresholdOption } from './options.js';
+import { addDaemonOptions, addStoreOptions, daemonOptionsFrom, option, parseInteger, storeOptionsFrom, thresholdOption } from './options.js';
 
 export function serveReadCommand(): Command {
   const command = new Command('serve-read').description(
     'run the read daemon: GET /domains/:domain, with a cache of answers that can no longer change',
   );
-  return addDaemonOptions(command, DEFAULTS.readPort)
-    .addOption(storeOption())
+  addDaemonOptions(command, DEFAULTS.readPort);
+  addStoreOptions(command, { reads: true });
+  return command
     .addOption(thresholdOption())
     .addOption(
       option('--cache-size <n>', 'not-catch-all answers kept in memory per process (0 disables)', 'SVC_CACHE_SIZE')
@@ -18,7 +19,7 @@ export function serveReadCommand(): Command {
     )
     .action(async (options) => {
       await runDaemon(daemonOptionsFrom('serve-read', options), () =>
-        createReadApp({ store: options.store, threshold: options.threshold, cacheSize: options.cacheSize }),
+        createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize }),
       );
     });
 }

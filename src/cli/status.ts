@@ -5,14 +5,14 @@ import { ValidationError } from '../core/errors.js';
 import type { DomainReport } from '../core/status.js';
 import { fetchReports } from '../client/remote-reader.js';
 import { openStore } from '../store/open-store.js';
-import { jsonOption, option, storeOption, thresholdOption } from './options.js';
+import { addStoreOptions, jsonOption, option, storeOptionsFrom, thresholdOption } from './options.js';
 import { ExitCode } from './exit.js';
 
 export function statusCommand(): Command {
-  return new Command('status')
-    .description("print the status and counts of one or more domains")
-    .argument('<domain...>', 'domain names (any case, internationalised names allowed)')
-    .addOption(storeOption())
+  const command = new Command('status')
+    .description('print the status and counts of one or more domains')
+    .argument('<domain...>', 'domain names (any case, internationalised names allowed)');
+  return addStoreOptions(command, { reads: true })
     .addOption(option('--url <url>', 'ask a running serve-http or serve-read instead of reading the store', 'SVC_URL'))
     .addOption(thresholdOption())
     .addOption(jsonOption())
@@ -36,11 +36,11 @@ export function statusCommand(): Command {
     });
 }
 
-async function readStore(domains: string[], options: { store: string; threshold: number }): Promise<DomainReport[]> {
+async function readStore(domains: string[], options: Record<string, unknown>): Promise<DomainReport[]> {
   if (domains.length === 0) return [];
-  const store = await openStore({ store: options.store });
+  const store = openStore(storeOptionsFrom(options));
   try {
-    return await new DomainReader(store, options.threshold).reportMany(domains);
+    return await new DomainReader(store, options.threshold as number).reportMany(domains);
   } finally {
     await store.close();
   }

@@ -14,6 +14,8 @@ export interface CounterStore {
   get(domain: string): Promise<DomainCounts | undefined>;
   /** Counts of many domains in one round trip; domains never seen are absent from the map. */
   getMany(domains: readonly string[]): Promise<Map<string, DomainCounts>>;
+  /** Prepares the store for production use (idempotent); returns what it did, for the operator. */
+  setup(): Promise<string[]>;
   /** Resolves when the store is reachable; throws StoreUnavailableError otherwise. */
   ping(): Promise<void>;
   close(): Promise<void>;

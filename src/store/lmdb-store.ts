@@ -33,10 +33,12 @@ export class LmdbStore implements CounterStore {
   readonly #root: RootDatabase;
   readonly #domains: Database<Buffer, string>;
   readonly #fsync: boolean;
+  readonly #directory: string;
   #closed = false;
 
   constructor(directory: string, options: LmdbStoreOptions = {}) {
     mkdirSync(directory, { recursive: true });
+    this.#directory = directory;
     this.#fsync = options.fsync ?? false;
     // overlappingSync (lmdb-js's default off Windows) keeps the database consistent after a
     // power loss while the disk flush runs outside the write lock.
@@ -80,6 +82,11 @@ export class LmdbStore implements CounterStore {
       if (counts) result.set(domain, counts);
     }
     return result;
+  }
+
+  async setup(): Promise<string[]> {
+    this.#checkOpen();
+    return [`embedded store ready in ${this.#directory}; there is nothing to shard`];
   }
 
   async ping(): Promise<void> {

@@ -1,13 +1,34 @@
+import type { ReadPreferenceMode, W } from 'mongodb';
+import { DEFAULTS } from '../defaults.js';
 import type { CounterStore } from './counter-store.js';
 import { LmdbStore } from './lmdb-store.js';
+import { MongoStore } from './mongo-store.js';
 
 export interface StoreOptions {
-  /** A directory for the embedded store. */
+  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB; anything else is an embedded-store directory. */
   store: string;
+  /** Embedded store: acknowledge only once flushed to disk. */
   fsync?: boolean;
+  /** MongoDB collection. */
+  collection?: string;
+  writeConcern?: W;
+  readPreference?: ReadPreferenceMode;
+  storeTimeoutMs?: number;
 }
 
-/** Opens the store a `--store` value names. */
-export async function openStore(options: StoreOptions): Promise<CounterStore> {
+export function isMongoUri(store: string): boolean {
+  return store.startsWith('mongodb://') || store.startsWith('mongodb+srv://');
+}
+
+/** Opens the store a `--store` value names. Never waits for a server: a daemon starts while MongoDB is down. */
+export function openStore(options: StoreOptions): CounterStore {
+  if (isMongoUri(options.store)) {
+    return new MongoStore(options.store, {
+      collection: options.collection ?? DEFAULTS.collection,
+      writeConcern: options.writeConcern ?? DEFAULTS.writeConcern,
+      readPreference: options.readPreference ?? DEFAULTS.readPreference,
+      timeoutMs: options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs,
+    });
+  }
   return new LmdbStore(options.store, { fsync: options.fsync });
 }

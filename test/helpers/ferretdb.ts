@@ -1,0 +1,109 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, rmSync } from 'node:fs';
+import { createServer, connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+
+const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/ferretdb/build.sh', import.meta.url));
+
+/** Builds (once; cached under .cache/) the pinned FerretDB and returns the binary's path. */
+export async function ferretDbBinary(): Promise<string> {
+  const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
+  let stdout = '';
+  child.stdout.on('data', (chunk) => (stdout += chunk));
+  const code = await new Promise<number | null>((resolve, reject) => {
+    child.on('error', reject);
+    child.on('close', resolve);
+  });
+  if (code !== 0) throw new Error(`building FerretDB failed (exit ${code})`);
+  return stdout.trim().split('\n').pop()!;
+}
+
+export async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = createServer();
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as { port: number };
+      server.close(() => resolve(port));
+    });
+    server.on('error', reject);
+  });
+}
+
+export interface FerretDb {
+  uri: string;
+  port: number;
+  /** Stops the server (SIGKILL when `abrupt`); its data stays for a restart. */
+  stop(abrupt?: boolean): Promise<void>;
+  /** Starts it again on the same port and data. */
+  restart(): Promise<void>;
+  /** Stops it and removes its data. */
+  destroy(): Promise<void>;
+}
+
+/** Starts FerretDB on its SQLite backend in a fresh temporary directory on a free port. */
+export async function startFerretDb(binary: string, port?: number): Promise<FerretDb> {
+  const dir = mkdtempSync(join(tmpdir(), 'svc-ferretdb-'));
+  port ??= await freePort();
+  let child: ChildProcess | undefined;
+  const start = async () => {
+    child = spawn(
+      binary,
+      [
+        '--handler=sqlite',
+        `--sqlite-url=file:${dir}/`,
+        `--state-dir=${dir}`,
+        `--listen-addr=127.0.0.1:${port}`,
+        '--debug-addr=-',
+        '--telemetry=disable',
+        '--log-level=error',
+      ],
+      { stdio: 'ignore' },
+    );
+    await waitForPort(port!, 15_000);
+  };
+  const stop = async (abrupt = false) => {
+    const running = child;
+    child = undefined;
+    if (!running || running.exitCode !== null) return;
+    const exited = new Promise((resolve) => running.once('exit', resolve));
+    running.kill(abrupt ? 'SIGKILL' : 'SIGTERM');
+    await exited;
+  };
+  await start();
+  return {
+    uri: `mongodb://127.0.0.1:${port}`,
+    port,
+    stop,
+    restart: start,
+    destroy: async () => {
+      await stop();
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+async function waitForPort(port: number, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (Date.now() < deadline) {
+    const open = await new Promise<boolean>((resolve) => {
+      const socket = connect(port, '127.0.0.1');
+      socket.once('connect', () => {
+        socket.destroy();
+        resolve(true);
+      });
+      socket.once('error', () => resolve(false));
+    });
+    if (open) return;
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  throw new Error(`FerretDB did not listen on port ${port} within ${timeoutMs} ms`);
+}
+
+export const hasGo = () =>
+  promisify(execFile)('go', ['version']).then(
+    () => true,
+    () => false,
+  );

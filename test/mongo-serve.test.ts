@@ -1,0 +1,156 @@
+import { describe, expect, inject, it } from 'vitest';
+import { startFerretDb, freePort } from './helpers/ferretdb.js';
+import { getJson, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
+import { dropDatabase, isFerretDb, uniqueDatabaseUri } from './helpers/mongodb.js';
+import { runSvc, startDaemon } from './helpers/svc.js';
+
+const serverUri = inject('mongodbUri');
+const ferretdbBinary = inject('ferretdbBinary');
+
+async function storedCounts(store: string, domains: string[]) {
+  const result = await runSvc(['status', '--store', store, '--json', ...domains]);
+  expect(result.stderr).toBe('');
+  expect(result.code).toBe(0);
+  return new Map(
+    result.stdout
+      .trim()
+      .split('\n')
+      .map((line) => JSON.parse(line))
+      .map((r) => [r.domain as string, { delivered: r.delivered as number, bounced: r.bounced as number }]),
+  );
+}
+
+async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+const put = (url: string, domain: string) =>
+  fetch(`${url}/events/${domain}/delivered`, { method: 'PUT' }).then(
+    (res) => res.status,
+    () => 0,
+  );
+
+describe.skipIf(!serverUri)('svc on MongoDB', () => {
+  it('serve-http counts exactly into MongoDB; serve-read and svc status read it back', async () => {
+    const store = uniqueDatabaseUri(serverUri);
+    const writer = await startDaemon('serve-http', ['--store', store]);
+    try {
+      const events = makeEvents(600, 40, 3);
+      expect((await putEvents(writer.url, events, 16)).every((s) => s === 204)).toBe(true);
+      const expected = tally(events);
+      expect(await storedCounts(store, [...expected.keys()])).toEqual(expected);
+
+      const reader = await startDaemon('serve-read', ['--store', store, '--read-preference', 'primaryPreferred']);
+      try {
+        const [domain, counts] = [...expected][0]!;
+        expect((await getJson(`${reader.url}/domains/${domain.toUpperCase()}`)).body).toMatchObject({ domain, ...counts });
+        expect((await getJson(`${reader.url}/readyz`)).status).toBe(200);
+      } finally {
+        await reader.stop();
+      }
+    } finally {
+      await writer.stop();
+      await dropDatabase(store);
+    }
+  });
+
+  it('two serve-http processes writing at once add up exactly', async () => {
+    const store = uniqueDatabaseUri(serverUri);
+    const first = await startDaemon('serve-http', ['--store', store]);
+    const second = await startDaemon('serve-http', ['--store', store]);
+    try {
+      // FerretDB applies $inc without isolation between connections (see the README), so there
+      // the two processes write disjoint domains; real MongoDB gets the same domains from both.
+      const shared = !(await isFerretDb(serverUri));
+      const a = makeEvents(400, 30, 11);
+      const b: TestEvent[] = makeEvents(400, 30, 12).map((e) => (shared ? e : { ...e, domain: `other-${e.domain}` }));
+      const [sa, sb] = await Promise.all([putEvents(first.url, a, 8), putEvents(second.url, b, 8)]);
+      expect([...sa, ...sb].every((s) => s === 204)).toBe(true);
+      const expected = tally([...a, ...b]);
+      expect(await storedCounts(store, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await Promise.all([first.stop(), second.stop()]);
+      await dropDatabase(store);
+    }
+  });
+
+  it('svc setup prepares the collection, says it is not sharding, and can run again', async () => {
+    const store = uniqueDatabaseUri(serverUri);
+    try {
+      const once = await runSvc(['setup', '--store', store]);
+      expect(once.code).toBe(0);
+      expect(once.stdout).toMatch(/created collection svc_test_\w+\.domains/);
+      expect(once.stdout).toMatch(/not sharding: connected to (a standalone server|replica set \S+), not to mongos/);
+      const again = await runSvc(['setup', '--store', store, '--collection', 'domains']);
+      expect(again.code).toBe(0);
+      expect(again.stdout).toMatch(/collection svc_test_\w+\.domains already exists/);
+    } finally {
+      await dropDatabase(store);
+    }
+  });
+});
+
+describe.skipIf(!ferretdbBinary)('svc when MongoDB goes away (FerretDB stopped and restarted)', () => {
+  it('starts while MongoDB is down, answers /readyz 503, and becomes ready once it is up', async () => {
+    const port = await freePort();
+    const store = `mongodb://127.0.0.1:${port}/svc`;
+    const daemon = await startDaemon('serve-http', ['--store', store, '--store-timeout', '1s']);
+    let server;
+    try {
+      expect((await getJson(`${daemon.url}/healthz`)).status).toBe(200);
+      expect((await getJson(`${daemon.url}/readyz`)).status).toBe(503);
+      const refused = await fetch(`${daemon.url}/events/early.example/delivered`, { method: 'PUT' });
+      expect(refused.status).toBe(503);
+      server = await startFerretDb(ferretdbBinary, port);
+      const ready = await until(() => getJson(`${daemon.url}/readyz`), (r) => r.status === 200, 20_000);
+      expect(ready.status).toBe(200);
+      expect(await put(daemon.url, 'late.example')).toBe(204);
+    } finally {
+      await daemon.stop();
+      await server?.destroy();
+    }
+  });
+
+  it('fails fast with 503 while MongoDB is down, recovers without a restart, and loses nothing acknowledged', async () => {
+    const server = await startFerretDb(ferretdbBinary);
+    const store = `${server.uri}/svc`;
+    const daemon = await startDaemon('serve-http', ['--store', store, '--store-timeout', '1s']);
+    const acknowledged: string[] = [];
+    const record = async (domain: string) => {
+      const status = await put(daemon.url, domain);
+      if (status === 204) acknowledged.push(domain);
+      return status;
+    };
+    try {
+      for (let i = 0; i < 20; i++) expect(await record(`before${i % 5}.example`)).toBe(204);
+
+      await server.stop(true);
+      const started = Date.now();
+      const during = await Promise.all(Array.from({ length: 10 }, (_, i) => record(`during${i % 5}.example`)));
+      expect(during.every((s) => s === 503)).toBe(true);
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect((await getJson(`${daemon.url}/readyz`)).status).toBe(503);
+
+      await server.restart();
+      const first = await until(() => record('after0.example'), (s) => s === 204, 20_000);
+      expect(first).toBe(204);
+      for (let i = 1; i < 20; i++) expect(await record(`after${i % 5}.example`)).toBe(204);
+      expect((await getJson(`${daemon.url}/readyz`)).status).toBe(200);
+
+      const expected = tally(acknowledged.map((domain) => ({ domain, type: 'delivered' as const })));
+      const domains = [...new Set([...expected.keys(), ...Array.from({ length: 5 }, (_, i) => `during${i}.example`)])];
+      const counted = await storedCounts(store, domains);
+      for (const domain of domains) {
+        expect(counted.get(domain), domain).toEqual(expected.get(domain) ?? { delivered: 0, bounced: 0 });
+      }
+    } finally {
+      await daemon.stop();
+      await server.destroy();
+    }
+  });
+});
