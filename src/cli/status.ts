@@ -3,7 +3,6 @@ import { DomainReader } from '../core/domain-reader.js';
 import { normalizeDomain } from '../core/domain.js';
 import { ValidationError } from '../core/errors.js';
 import type { DomainReport } from '../core/status.js';
-import { fetchReports } from '../client/remote-reader.js';
 import { openStore } from '../store/open-store.js';
 import { addStoreOptions, jsonOption, option, storeOptionsFrom, thresholdOption } from './options.js';
 import { ExitCode } from './exit.js';
@@ -30,15 +29,21 @@ export function statusCommand(): Command {
         }
       }
       const unique = [...new Set(domains)];
-      const reports = options.url ? await fetchReports(options.url, unique) : await readStore(unique, options);
+      const reports = options.url ? await fetchRemote(options.url, unique) : await readStore(unique, options);
       process.stdout.write(options.json ? reports.map((r) => JSON.stringify(r) + '\n').join('') : formatTable(reports));
       if (invalid) process.exitCode = ExitCode.Usage;
     });
 }
 
+async function fetchRemote(url: string, domains: string[]): Promise<DomainReport[]> {
+  // undici is loaded only for --url.
+  const { fetchReports } = await import('../client/remote-reader.js');
+  return fetchReports(url, domains);
+}
+
 async function readStore(domains: string[], options: Record<string, unknown>): Promise<DomainReport[]> {
   if (domains.length === 0) return [];
-  const store = openStore(storeOptionsFrom(options));
+  const store = await openStore(storeOptionsFrom(options));
   try {
     return await new DomainReader(store, options.threshold as number).reportMany(domains);
   } finally {

@@ -19,7 +19,7 @@ export interface IngestAppOptions extends StoreOptions, EngineOptions {
 
 /** serve-http: ingestion plus the read routes, so one process serves the whole API. */
 export async function createIngestApp(options: IngestAppOptions): Promise<App> {
-  const store = openStore(options);
+  const store = await openStore(options);
   const engine = new CounterEngine(store, options);
   const reader = new DomainReader(store, options.threshold);
   return {
@@ -38,7 +38,7 @@ export interface ReadAppOptions extends StoreOptions {
 
 /** serve-read: status reads only, with a cache of answers that can no longer change. */
 export async function createReadApp(options: ReadAppOptions): Promise<App> {
-  const store = openStore(options);
+  const store = await openStore(options);
   const reader = new DomainReader(store, options.threshold, options.cacheSize);
   return {
     listener: createRouter(readRoutes(store, reader)),

@@ -4,12 +4,37 @@ import type { DomainCounts } from '../core/status.js';
 export type Deltas = ReadonlyMap<string, DomainCounts>;
 
 /**
+ * How far a replay of one file has got. Stored with (LMDB: in the same transaction as) or right
+ * after (MongoDB: idempotently) the counts it covers.
+ */
+export interface ReplayCheckpoint {
+  /** Fingerprint of the file's content. */
+  source: string;
+  /** One application of the file; `--force` starts a new one. */
+  run: string;
+  /** Chunks applied so far; each chunk's number is one more than the last. */
+  chunk: number;
+  /** Bytes of (decompressed) content and lines fully applied. */
+  offset: number;
+  lines: number;
+  events: number;
+  invalid: number;
+  done: boolean;
+}
+
+/**
  * What every store implements. The core never asks which store it has.
  * Stores throw StoreUnavailableError when they cannot be reached.
  */
 export interface CounterStore {
-  /** Adds every delta atomically: after a crash, all of the batch is there or none of it. */
-  applyBatch(deltas: Deltas): Promise<void>;
+  /**
+   * Adds every delta atomically: after a crash, all of the batch is there or none of it. With a
+   * checkpoint (replay), the batch is also applied at most once per `run` and `chunk`, even when
+   * the same call is made again after a failure, and the checkpoint is recorded with it.
+   */
+  applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void>;
+  /** The last checkpoint recorded for a file fingerprint. */
+  getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined>;
   /** Counts of one domain, or undefined if it was never seen. */
   get(domain: string): Promise<DomainCounts | undefined>;
   /** Counts of many domains in one round trip; domains never seen are absent from the map. */

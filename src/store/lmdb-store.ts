@@ -2,7 +2,7 @@ import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { DomainCounts } from '../core/status.js';
-import type { CounterStore, Deltas } from './counter-store.js';
+import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
 
 export interface LmdbStoreOptions {
   /** Acknowledge a batch only once it is flushed to disk (survives power loss), not merely committed. */
@@ -32,6 +32,7 @@ function encode(delivered: number, bounced: number): Buffer {
 export class LmdbStore implements CounterStore {
   readonly #root: RootDatabase;
   readonly #domains: Database<Buffer, string>;
+  readonly #replays: Database<ReplayCheckpoint, string>;
   readonly #fsync: boolean;
   readonly #directory: string;
   #closed = false;
@@ -44,13 +45,20 @@ export class LmdbStore implements CounterStore {
     // power loss while the disk flush runs outside the write lock.
     this.#root = open({ path: directory, maxDbs: 4, overlappingSync: true });
     this.#domains = this.#root.openDB<Buffer, string>({ name: 'domains', encoding: 'binary' });
+    this.#replays = this.#root.openDB<ReplayCheckpoint, string>({ name: 'replays' });
   }
 
-  async applyBatch(deltas: Deltas): Promise<void> {
+  async applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
     this.#checkOpen();
     const domains = this.#domains;
     try {
       await domains.transaction(() => {
+        // The chunk and its checkpoint are one transaction: a chunk already recorded is not applied again.
+        if (checkpoint) {
+          const recorded = this.#replays.get(checkpoint.source);
+          if (recorded && recorded.run === checkpoint.run && recorded.chunk >= checkpoint.chunk) return;
+          this.#replays.put(checkpoint.source, checkpoint);
+        }
         for (const [domain, delta] of deltas) {
           const current = domains.get(domain);
           if (current === undefined) {
@@ -67,6 +75,11 @@ export class LmdbStore implements CounterStore {
     } catch (error) {
       throw new StoreUnavailableError('embedded store write failed', { cause: error });
     }
+  }
+
+  async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {
+    this.#checkOpen();
+    return this.#replays.get(source);
   }
 
   async get(domain: string): Promise<DomainCounts | undefined> {

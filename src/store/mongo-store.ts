@@ -1,5 +1,6 @@
 import {
   Long,
+  MongoBulkWriteError,
   MongoClient,
   MongoServerError,
   type AnyBulkWriteOperation,
@@ -11,7 +12,7 @@ import {
 import { ConnectionString } from 'mongodb-connection-string-url';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { DomainCounts } from '../core/status.js';
-import type { CounterStore, Deltas } from './counter-store.js';
+import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
 
 export interface MongoStoreOptions {
   collection: string;
@@ -28,6 +29,17 @@ interface DomainDocument {
   delivered: Long | number;
   bounced: Long | number;
 }
+
+/** While a replay run is in progress, the documents it touched carry `replay_<run>: <last chunk applied>`. */
+function replayMarker(run: string): string {
+  return `replay_${run}`;
+}
+
+interface CheckpointDocument extends Omit<ReplayCheckpoint, 'source'> {
+  _id: string;
+}
+
+type Operation = AnyBulkWriteOperation<DomainDocument>;
 
 /**
  * Operations per bulkWrite: well under the driver's own split at 100,000 operations and 16 MiB
@@ -56,11 +68,15 @@ interface ServerProfile {
 /** Domains per `$in` read. */
 const IDS_PER_READ = 1_000;
 const NAMESPACE_EXISTS = 48;
+const DUPLICATE_KEY = 11000;
+/** Rounds of retrying upserts that lost an insert race before the batch fails. */
+const DUPLICATE_RETRIES = 5;
 
 /** The production store: counters in MongoDB through the official driver. */
 export class MongoStore implements CounterStore {
   readonly #client: MongoClient;
   readonly #domains: Collection<DomainDocument>;
+  readonly #replays: Collection<CheckpointDocument>;
   #profile: Promise<ServerProfile> | undefined;
   /** The write in progress, when writes must not overlap. */
   #lastWrite: Promise<unknown> = Promise.resolve();
@@ -78,41 +94,86 @@ export class MongoStore implements CounterStore {
       socketTimeoutMS: options.timeoutMs * 2,
       appName: 'svc',
     });
-    this.#domains = this.#client.db(databaseOf(uri)).collection<DomainDocument>(options.collection);
+    const db = this.#client.db(databaseOf(uri));
+    this.#domains = db.collection<DomainDocument>(options.collection);
+    this.#replays = db.collection<CheckpointDocument>(`${options.collection}_replays`);
   }
 
-  async applyBatch(deltas: Deltas): Promise<void> {
+  async applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
     this.#checkOpen();
-    const operations: AnyBulkWriteOperation<DomainDocument>[] = [];
-    for (const [domain, delta] of deltas) {
-      operations.push({
-        updateOne: {
-          filter: { _id: domain },
-          // Both fields on every upsert, so that every document has the same shape.
-          update: { $inc: { delivered: Long.fromNumber(delta.delivered), bounced: Long.fromNumber(delta.bounced) } },
-          upsert: true,
-        },
-      });
-    }
     await this.#guard(async () => {
       const profile = await this.#serverProfile();
-      if (profile.serializeWrites) {
-        const write = this.#lastWrite.then(() => this.#write(operations, profile.operationsPerWrite));
-        this.#lastWrite = write.catch(() => {});
-        await write;
+      if (checkpoint) {
+        await this.#serialized(profile, () => this.#applyChunk(deltas, checkpoint, profile));
       } else if (profile.transactions) {
         // All or nothing: a failed batch is answered 503 and retried by its clients, so half of it
         // must not stay behind.
         const session = this.#client.startSession({ defaultTransactionOptions: { readPreference: 'primary' } });
         try {
-          await session.withTransaction(() => this.#write(operations, profile.operationsPerWrite, session));
+          await session.withTransaction(() => this.#write(counterUpdates(deltas), profile, session));
         } finally {
           await session.endSession();
         }
       } else {
-        await this.#write(operations, profile.operationsPerWrite);
+        await this.#serialized(profile, () => this.#write(counterUpdates(deltas), profile));
       }
     });
+  }
+
+  async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {
+    this.#checkOpen();
+    const document = await this.#guard(() => this.#replays.findOne({ _id: source }));
+    if (!document) return undefined;
+    const { _id, ...rest } = document;
+    return { source: _id, ...rest };
+  }
+
+  /**
+   * A replay chunk, applied at most once without multi-document transactions (FerretDB and
+   * standalone servers have none). Each upsert carries the chunk's number in the document's
+   * `replay_<run>` field and only matches a document whose number for this run is lower, so the
+   * same chunk sent again after a crash changes nothing twice: where the document already has it,
+   * the filter misses and the upsert's insert fails on the duplicate `_id`, which is ignored.
+   * The checkpoint is written after the counts; once the run is done its markers are removed.
+   */
+  async #applyChunk(deltas: Deltas, checkpoint: ReplayCheckpoint, profile: ServerProfile): Promise<void> {
+    const marker = replayMarker(checkpoint.run);
+    const operations: Operation[] = [];
+    for (const [domain, delta] of deltas) {
+      operations.push({
+        updateOne: {
+          filter: { _id: domain, [marker]: { $not: { $gte: checkpoint.chunk } } },
+          update: {
+            $inc: { delivered: Long.fromNumber(delta.delivered), bounced: Long.fromNumber(delta.bounced) },
+            $set: { [marker]: checkpoint.chunk },
+          },
+          upsert: true,
+        },
+      });
+    }
+    await this.#write(operations, profile, undefined, async (failed) => {
+      // A duplicate key means "already applied" unless an insert race with another writer caused it.
+      const ids = failed.map((op) => (op as { updateOne: { filter: { _id: string } } }).updateOne.filter._id);
+      const applied = new Set<string>();
+      for await (const document of this.#domains.find({ _id: { $in: ids } }, { projection: { [marker]: 1 } })) {
+        const chunk = (document as unknown as Record<string, unknown>)[marker];
+        if (typeof chunk === 'number' && chunk >= checkpoint.chunk) applied.add(document._id);
+      }
+      return failed.filter((_, i) => !applied.has(ids[i]!));
+    });
+    const { source, ...progress } = checkpoint;
+    await this.#replays.replaceOne({ _id: source }, progress, { upsert: true });
+    if (checkpoint.done) {
+      await this.#domains.updateMany({ [marker]: { $exists: true } }, { $unset: { [marker]: '' } });
+    }
+  }
+
+  /** Runs writes one at a time where the server needs it (see ServerProfile.serializeWrites). */
+  #serialized(profile: ServerProfile, write: () => Promise<void>): Promise<void> {
+    if (!profile.serializeWrites) return write();
+    const next = this.#lastWrite.then(write);
+    this.#lastWrite = next.catch(() => {});
+    return next;
   }
 
   async get(domain: string): Promise<DomainCounts | undefined> {
@@ -175,9 +236,38 @@ export class MongoStore implements CounterStore {
     });
   }
 
-  async #write(operations: AnyBulkWriteOperation<DomainDocument>[], perWrite: number, session?: ClientSession): Promise<void> {
-    for (let i = 0; i < operations.length; i += perWrite) {
-      await this.#domains.bulkWrite(operations.slice(i, i + perWrite), { ordered: false, session });
+  /**
+   * Sends the operations in commands of the server's size. An upsert that loses an insert race
+   * with another writer fails with a duplicate key without changing anything; `retryable` picks
+   * which of those to send again (all of them, by default).
+   */
+  async #write(
+    operations: Operation[],
+    profile: ServerProfile,
+    session?: ClientSession,
+    retryable: (failed: Operation[]) => Promise<Operation[]> = async (failed) => failed,
+  ): Promise<void> {
+    for (let i = 0; i < operations.length; i += profile.operationsPerWrite) {
+      let pending = operations.slice(i, i + profile.operationsPerWrite);
+      for (let attempt = 0; pending.length > 0; attempt++) {
+        const failed = await this.#bulkWrite(pending, session);
+        if (failed.length === 0) break;
+        if (attempt === DUPLICATE_RETRIES) throw new StoreUnavailableError('MongoDB: upserts kept colliding on duplicate keys');
+        pending = await retryable(failed);
+      }
+    }
+  }
+
+  /** One unordered bulkWrite; returns the operations that failed on a duplicate key, throws on anything else. */
+  async #bulkWrite(operations: Operation[], session?: ClientSession): Promise<Operation[]> {
+    try {
+      await this.#domains.bulkWrite(operations, { ordered: false, session });
+      return [];
+    } catch (error) {
+      if (!(error instanceof MongoBulkWriteError)) throw error;
+      const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
+      if (writeErrors.length === 0 || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw error;
+      return writeErrors.map((e) => operations[e.index]!);
     }
   }
 
@@ -220,6 +310,21 @@ export class MongoStore implements CounterStore {
   #checkOpen(): void {
     if (this.#closed) throw new StoreUnavailableError('MongoDB store is closed');
   }
+}
+
+/** One `$inc` upsert per domain, with both fields every time so that every document has the same shape. */
+function counterUpdates(deltas: Deltas): Operation[] {
+  const operations: Operation[] = [];
+  for (const [domain, delta] of deltas) {
+    operations.push({
+      updateOne: {
+        filter: { _id: domain },
+        update: { $inc: { delivered: Long.fromNumber(delta.delivered), bounced: Long.fromNumber(delta.bounced) } },
+        upsert: true,
+      },
+    });
+  }
+  return operations;
 }
 
 function countsOf(document: DomainDocument): DomainCounts {

@@ -1,0 +1,64 @@
+import type { CounterStore } from '../store/counter-store.js';
+import { replayFile, type FileResult, type ReplayOptions } from './file-replay.js';
+import { openSource, type ReplaySource } from './source.js';
+
+export interface ReplaySummary {
+  files: number;
+  lines: number;
+  events: number;
+  invalid: number;
+  /** Distinct domains across all files (an estimate, within about 1 %, past 100,000). */
+  domains: number;
+  domainsExact: boolean;
+  chunks: number;
+  domainWrites: number;
+  seconds: number;
+  eventsPerSecond: number;
+  results: Array<Omit<FileResult, 'domains'> & { domains: number }>;
+}
+
+export interface ReplayHooks {
+  onFileStart?(source: ReplaySource, index: number): void;
+  onFileEnd?(result: FileResult): void;
+}
+
+/** Replays the files in the order given; stops after a file that was stopped or interrupted. */
+export async function replayFiles(
+  names: string[],
+  store: CounterStore,
+  options: Omit<ReplayOptions, 'store'>,
+  hooks: ReplayHooks = {},
+): Promise<ReplaySummary> {
+  const started = performance.now();
+  const results: FileResult[] = [];
+  // Open every file first, so a missing one fails the run before anything is applied.
+  const sources = names.map(openSource);
+  for (const [index, source] of sources.entries()) {
+    hooks.onFileStart?.(source, index);
+    const result = await replayFile(source, { ...options, store });
+    results.push(result);
+    hooks.onFileEnd?.(result);
+    if (result.outcome === 'stopped' || result.outcome === 'interrupted') break;
+  }
+  const seconds = (performance.now() - started) / 1000;
+  const events = sum(results, (r) => r.events);
+  const allDomains = results[0]?.domains;
+  for (const result of results.slice(1)) allDomains?.merge(result.domains);
+  return {
+    files: results.length,
+    lines: sum(results, (r) => r.lines),
+    events,
+    invalid: sum(results, (r) => r.invalid),
+    domains: allDomains?.count ?? 0,
+    domainsExact: allDomains?.exact ?? true,
+    chunks: sum(results, (r) => r.chunks),
+    domainWrites: sum(results, (r) => r.domainWrites),
+    seconds,
+    eventsPerSecond: seconds > 0 ? events / seconds : 0,
+    results: results.map((r) => ({ ...r, domains: r.domains.count })),
+  };
+}
+
+function sum(results: FileResult[], value: (result: FileResult) => number): number {
+  return results.reduce((total, result) => total + value(result), 0);
+}

@@ -1,0 +1,79 @@
+import { createHash } from 'node:crypto';
+import { createReadStream, statSync } from 'node:fs';
+import { pipeline } from 'node:stream/promises';
+import { Transform, type Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+
+/** Where replay reads a log from: a file (plain or .gz) or standard input. */
+export interface ReplaySource {
+  /** As given on the command line; `-` for standard input. */
+  name: string;
+  /** Bytes of the file as stored (compressed for .gz); undefined for standard input. */
+  size: number | undefined;
+  /** SHA-256 of the file's bytes; undefined for standard input, which cannot be read twice. */
+  fingerprint(): Promise<string | undefined>;
+  /**
+   * The content (decompressed) from byte `offset` on. `progress` is told how many bytes of the
+   * stored file have been read, for a progress bar.
+   */
+  open(offset: number, progress: (storedBytes: number) => void): Readable;
+}
+
+export function openSource(name: string): ReplaySource {
+  return name === '-' ? stdinSource() : fileSource(name);
+}
+
+function fileSource(path: string): ReplaySource {
+  const size = statSync(path).size;
+  const gzip = path.endsWith('.gz');
+  return {
+    name: path,
+    size,
+    async fingerprint() {
+      const hash = createHash('sha256');
+      // Large reads: with the default 64 KiB, reading costs more than hashing.
+      await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hash);
+      return hash.digest('hex');
+    },
+    open(offset, progress) {
+      // A plain file is read from the offset on; a compressed one has to be decompressed from the
+      // start, and the bytes before the offset are dropped.
+      const file = createReadStream(path, { start: gzip ? 0 : offset, highWaterMark: 256 * 1024 });
+      let read = gzip ? 0 : offset;
+      file.on('data', (chunk) => progress((read += chunk.length)));
+      if (!gzip) return file;
+      const gunzip = createGunzip();
+      file.on('error', (error) => gunzip.destroy(error));
+      return file.pipe(gunzip).pipe(skipBytes(offset));
+    },
+  };
+}
+
+function stdinSource(): ReplaySource {
+  return {
+    name: '-',
+    size: undefined,
+    fingerprint: async () => undefined,
+    open(_offset, progress) {
+      let read = 0;
+      process.stdin.on('data', (chunk) => progress((read += chunk.length)));
+      return process.stdin;
+    },
+  };
+}
+
+function skipBytes(count: number): Transform {
+  let left = count;
+  return new Transform({
+    transform(chunk: Buffer, _encoding, done) {
+      if (left >= chunk.length) {
+        left -= chunk.length;
+        done();
+        return;
+      }
+      const rest = left > 0 ? chunk.subarray(left) : chunk;
+      left = 0;
+      done(null, rest);
+    },
+  });
+}

@@ -1,0 +1,212 @@
+import { spawn } from 'node:child_process';
+import { createHash } from 'node:crypto';
+import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { gzipSync } from 'node:zlib';
+import { afterAll, describe, expect, inject, it } from 'vitest';
+import { openStore } from '../src/store/open-store.js';
+import type { CounterStore } from '../src/store/counter-store.js';
+import { generateLog, type Counts } from './helpers/logs.js';
+import { dropDatabase, uniqueDatabaseUri } from './helpers/mongodb.js';
+import { putEvents } from './helpers/http.js';
+import { runSvc, startDaemon, SVC_BIN, tempDir } from './helpers/svc.js';
+
+const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url).pathname;
+const expectedOf = (name: string) => JSON.parse(readFileSync(fixture(name), 'utf8'));
+
+async function storedCounts(store: string, domains: string[]): Promise<Counts> {
+  const result = await runSvc(['status', '--store', store, '--json', ...domains]);
+  expect(result.code, result.stderr).toBe(0);
+  const counts: Counts = {};
+  for (const line of result.stdout.trim().split('\n')) {
+    const r = JSON.parse(line);
+    counts[r.domain] = { delivered: r.delivered, bounced: r.bounced };
+  }
+  return counts;
+}
+
+async function replayJson(args: string[], input?: string) {
+  const result = await runSvc(['replay', '--json', ...args], { input });
+  return { ...result, summary: result.stdout ? JSON.parse(result.stdout) : undefined };
+}
+
+describe('svc replay', () => {
+  const dir = tempDir();
+  afterAll(() => dir.remove());
+  let n = 0;
+  const freshStore = () => join(dir.path, `store${n++}`);
+
+  it('applies a valid log: every accepted form, counts exact, summary keys present', async () => {
+    const store = freshStore();
+    const expected = expectedOf('valid.expected.json');
+    const { code, summary } = await replayJson([fixture('valid.ndjson'), '--store', store]);
+    expect(code).toBe(0);
+    expect(summary).toMatchObject(expected.summary);
+    for (const key of ['lines', 'events', 'invalid', 'domains', 'seconds', 'eventsPerSecond']) expect(summary).toHaveProperty(key);
+    expect(await storedCounts(store, Object.keys(expected.counts))).toEqual(expected.counts);
+  });
+
+  it('skips bad lines, counts them, reports the first few and keeps all of them with --rejects', async () => {
+    const store = freshStore();
+    const rejects = join(dir.path, 'rejects.ndjson');
+    const expected = expectedOf('bad-lines.expected.json');
+    const { code, summary, stderr } = await replayJson([fixture('bad-lines.ndjson'), '--store', store, '--rejects', rejects]);
+    expect(code).toBe(0);
+    expect(summary).toMatchObject(expected.summary);
+    expect(await storedCounts(store, Object.keys(expected.counts))).toEqual(expected.counts);
+    const kept = readFileSync(rejects, 'utf8').trim().split('\n').map((l) => JSON.parse(l));
+    expect(kept.map(({ line, reason }) => ({ line, reason }))).toEqual(expected.rejects);
+    expect(kept[0]).toMatchObject({ file: fixture('bad-lines.ndjson'), text: 'not json at all' });
+    expect(stderr).toContain('bad-lines.ndjson:2: line is not valid JSON');
+    expect(stderr.match(/bad-lines\.ndjson:\d+:/g)).toHaveLength(5);
+    expect(stderr).toContain('… and 11 more bad lines');
+  });
+
+  it('--strict stops at the first bad line and applies nothing after it', async () => {
+    const store = freshStore();
+    const { code, stderr } = await runSvc(['replay', fixture('bad-lines.ndjson'), '--store', store, '--strict']);
+    expect(code).toBe(2);
+    expect(stderr).toContain('stopped at line 2: line is not valid JSON (--strict)');
+    expect(await storedCounts(store, ['good.example', 'after.example'])).toEqual({
+      'good.example': { delivered: 1, bounced: 0 },
+      'after.example': { delivered: 0, bounced: 0 },
+    });
+  });
+
+  it('--max-invalid fails the run once the budget is spent, as a count or a ratio', async () => {
+    expect((await runSvc(['replay', fixture('bad-lines.ndjson'), '--store', freshStore(), '--max-invalid', '3'])).code).toBe(2);
+    expect((await runSvc(['replay', fixture('bad-lines.ndjson'), '--store', freshStore(), '--max-invalid', '50%'])).code).toBe(2);
+    expect((await runSvc(['replay', fixture('bad-lines.ndjson'), '--store', freshStore(), '--max-invalid', '0.9'])).code).toBe(0);
+    expect((await runSvc(['replay', fixture('valid.ndjson'), '--store', freshStore(), '--max-invalid', 'lots'])).code).toBe(2);
+  });
+
+  it('applies a completed file only once, and again with --force', async () => {
+    const store = freshStore();
+    await replayJson([fixture('valid.ndjson'), '--store', store]);
+    const again = await runSvc(['replay', fixture('valid.ndjson'), '--store', store]);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('already applied, nothing to do');
+    expect((await storedCounts(store, ['example.com']))['example.com']).toEqual({ delivered: 2, bounced: 1 });
+    // The same content under another name is the same file.
+    const copy = join(dir.path, 'copy.ndjson');
+    copyFileSync(fixture('valid.ndjson'), copy);
+    expect((await replayJson([copy, '--store', store])).summary.events).toBe(0);
+    expect((await replayJson([copy, '--store', store, '--force'])).summary.events).toBe(9);
+    expect((await storedCounts(store, ['example.com']))['example.com']).toEqual({ delivered: 4, bounced: 2 });
+  });
+
+  it('reads .gz files and standard input, several files in the order given', async () => {
+    const store = freshStore();
+    const gz = join(dir.path, 'valid.ndjson.gz');
+    writeFileSync(gz, gzipSync(readFileSync(fixture('bad-lines.ndjson'))));
+    const stdin = '{"domain":"stdin.example","type":"bounced"}\n';
+    const { code, summary } = await replayJson([fixture('valid.ndjson'), gz, '-', '--store', store], stdin);
+    expect(code).toBe(0);
+    expect(summary).toMatchObject({ files: 3, events: 9 + 3 + 1, invalid: 16 });
+    expect(summary.results.map((r: { file: string }) => r.file)).toEqual([fixture('valid.ndjson'), gz, '-']);
+    expect(await storedCounts(store, ['good.example', 'stdin.example'])).toEqual({
+      'good.example': { delivered: 1, bounced: 1 },
+      'stdin.example': { delivered: 0, bounced: 1 },
+    });
+  });
+
+  it('exits 1 with a message for a file it cannot read, before applying anything', async () => {
+    const store = freshStore();
+    const result = await runSvc(['replay', fixture('valid.ndjson'), join(dir.path, 'missing.ndjson'), '--store', store]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('ENOENT');
+    expect((await storedCounts(store, ['example.com']))['example.com']).toEqual({ delivered: 0, bounced: 0 });
+  });
+
+  it('adds up with a live serve-http writing to the same store', async () => {
+    const store = freshStore();
+    const log = join(dir.path, 'live.ndjson');
+    const expected = await generateLog(log, 200_000, { domains: 100, seed: 5 });
+    const daemon = await startDaemon('serve-http', ['--store', store]);
+    try {
+      const domains = Object.keys(expected).slice(0, 20);
+      const live = domains.flatMap((domain) => Array.from({ length: 10 }, () => ({ domain, type: 'delivered' as const })));
+      const [replay, statuses] = await Promise.all([replayJson([log, '--store', store, '--chunk-size', '5000']), putEvents(daemon.url, live, 8)]);
+      expect(replay.code).toBe(0);
+      expect(statuses.every((s) => s === 204)).toBe(true);
+      const counted = await storedCounts(store, domains);
+      for (const domain of domains) {
+        expect(counted[domain]).toEqual({ delivered: expected[domain]!.delivered + 10, bounced: expected[domain]!.bounced });
+      }
+    } finally {
+      await daemon.stop();
+    }
+  });
+});
+
+/**
+ * Starts `svc replay` and kills it with SIGKILL as soon as the store holds a checkpoint past
+ * `afterChunk` for the file: the kill lands part-way through, however fast or slow the machine is.
+ */
+async function killedReplay(args: string[], store: CounterStore, fingerprint: string, afterChunk: number): Promise<number | null> {
+  const child = spawn(process.execPath, [SVC_BIN, 'replay', '--quiet', ...args], { stdio: 'ignore' });
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (c) => resolve(c)));
+  let running = true;
+  void exited.then(() => (running = false));
+  while (running) {
+    const checkpoint = await store.getCheckpoint(fingerprint);
+    if (checkpoint && checkpoint.chunk > afterChunk) child.kill('SIGKILL');
+    await new Promise((r) => setTimeout(r, 10));
+  }
+  return exited;
+}
+
+function exactlyOnceAfterKills(storeFor: () => Promise<{ store: string; cleanup(): Promise<void> }>, log: { events: number; domains: number; chunk: number }) {
+  return async () => {
+    const dir = tempDir();
+    const { store, cleanup } = await storeFor();
+    const observer = await openStore({ store });
+    try {
+      const file = join(dir.path, 'events.ndjson');
+      const expected = await generateLog(file, log.events, { domains: log.domains, seed: 9 });
+      const fingerprint = createHash('sha256').update(readFileSync(file)).digest('hex');
+      const args = [file, '--store', store, '--chunk-size', String(log.chunk)];
+      // Two runs killed part-way (after the second chunk, then after the fifth), then one to the end.
+      const first = await killedReplay(args, observer, fingerprint, 2);
+      const second = await killedReplay(args, observer, fingerprint, 5);
+      const last = await replayJson(args);
+      expect(last.code, last.stderr).toBe(0);
+      const resumed = last.summary.results[0].resumedAfterLine;
+      // The kills landed part-way: the last run did not start from the beginning.
+      expect({ first, second, resumedPartWay: resumed > 0 && resumed < log.events }).toEqual({ first: null, second: null, resumedPartWay: true });
+      expect(await storedCounts(store, Object.keys(expected))).toEqual(expected);
+    } finally {
+      await observer.close();
+      await cleanup();
+      dir.remove();
+    }
+  };
+}
+
+describe('svc replay after kill -9', () => {
+  it(
+    'embedded store: finishes on the next run with the counts of one uninterrupted run',
+    exactlyOnceAfterKills(
+      async () => {
+        const dir = tempDir();
+        return { store: dir.path, cleanup: async () => dir.remove() };
+      },
+      { events: 400_000, domains: 3000, chunk: 20_000 },
+    ),
+    120_000,
+  );
+
+  const serverUri = inject('mongodbUri');
+  it.skipIf(!serverUri)(
+    'MongoDB: finishes on the next run with the counts of one uninterrupted run',
+    exactlyOnceAfterKills(
+      async () => {
+        const store = uniqueDatabaseUri(serverUri);
+        return { store, cleanup: () => dropDatabase(store) };
+      },
+      { events: 40_000, domains: 40, chunk: 2_000 },
+    ),
+    180_000,
+  );
+});
+
