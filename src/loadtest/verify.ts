@@ -1,0 +1,135 @@
+import { Pool } from 'undici';
+import type { EventType } from '../core/event.js';
+import type { DomainCounts } from '../core/status.js';
+import type { DomainLedger, Ledger } from './ledger.js';
+
+export interface VerifyTotals {
+  /** Events the service answered with a 2xx. */
+  acknowledged: number;
+  /** Events without a definite answer: they may or may not have been counted. */
+  indefinite: number;
+  /** What the service reports for the touched domains. */
+  counted: number;
+  /** Acknowledged but not counted: Σ max(0, acknowledged − counted). Must be 0. */
+  lost: number;
+  /** Counted beyond everything that may have been: Σ max(0, counted − acknowledged − indefinite). */
+  extra: number;
+}
+
+export interface Mismatch {
+  domain: string;
+  acknowledged: DomainCounts;
+  indefinite: DomainCounts;
+  counted: DomainCounts;
+}
+
+export interface VerifyReport extends VerifyTotals {
+  url: string;
+  /** Domains that received events, every one of them read back. */
+  domains: number;
+  /** Domains whose counts could not be read: not compared, so the verification is incomplete. */
+  unreadable: number;
+  byType: Record<EventType, VerifyTotals>;
+  /** The first few domains with lost or extra events. */
+  mismatches: Mismatch[];
+  /** Why the first unreadable domain could not be read. */
+  unreadableReason?: string;
+}
+
+export interface VerifyOptions {
+  url: string;
+  connections: number;
+  timeoutMs: number;
+  /** The name of a domain index. */
+  name: (index: number) => string;
+}
+
+const MAX_MISMATCHES = 10;
+const PIPELINING = 4;
+const ATTEMPTS = 3;
+const TYPES: readonly EventType[] = ['delivered', 'bounced'];
+
+/**
+ * Reads every domain of the ledger back with `GET /domains/:domain` and compares each with what
+ * the service acknowledged. Meaningful only against a store that held none of these domains
+ * before the run, and a reader without a cache (serve-http, or serve-read with --cache-size 0).
+ */
+export async function verifyCounts(ledger: Ledger, options: VerifyOptions): Promise<VerifyReport> {
+  const report: VerifyReport = {
+    url: options.url,
+    domains: ledger.size,
+    unreadable: 0,
+    ...zero(),
+    byType: { delivered: zero(), bounced: zero() },
+    mismatches: [],
+  };
+  const connections = Math.min(ledger.size, options.connections) || 1;
+  const pool = new Pool(options.url, {
+    connections,
+    pipelining: PIPELINING,
+    headersTimeout: options.timeoutMs,
+    bodyTimeout: options.timeoutMs,
+    connectTimeout: options.timeoutMs,
+  });
+  const domains = ledger.domains();
+  const worker = async (): Promise<void> => {
+    for (let next = domains.next(); !next.done; next = domains.next()) {
+      const expected = next.value;
+      const domain = options.name(expected.index);
+      try {
+        compare(report, domain, expected, await readCounts(pool, domain));
+      } catch (error) {
+        report.unreadable++;
+        report.unreadableReason ??= `${domain}: ${(error as Error).message}`;
+      }
+    }
+  };
+  try {
+    await Promise.all(Array.from({ length: connections * PIPELINING }, worker));
+  } finally {
+    await pool.close();
+  }
+  return report;
+}
+
+async function readCounts(pool: Pool, domain: string): Promise<DomainCounts> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      const response = await pool.request({ method: 'GET', path: `/domains/${domain}` });
+      if (response.statusCode !== 200) {
+        await response.body.dump();
+        throw new Error(`answered ${response.statusCode}`);
+      }
+      const { delivered, bounced } = (await response.body.json()) as Partial<DomainCounts>;
+      if (typeof delivered !== 'number' || typeof bounced !== 'number') throw new Error('answer has no counts');
+      return { delivered, bounced };
+    } catch (error) {
+      if (attempt === ATTEMPTS) throw error;
+    }
+  }
+}
+
+function compare(report: VerifyReport, domain: string, expected: DomainLedger, counted: DomainCounts): void {
+  let mismatch = false;
+  for (const type of TYPES) {
+    const acknowledged = expected.acknowledged[type];
+    const indefinite = expected.indefinite[type];
+    const lost = Math.max(0, acknowledged - counted[type]);
+    const extra = Math.max(0, counted[type] - acknowledged - indefinite);
+    for (const totals of [report, report.byType[type]]) {
+      totals.acknowledged += acknowledged;
+      totals.indefinite += indefinite;
+      totals.counted += counted[type];
+      totals.lost += lost;
+      totals.extra += extra;
+    }
+    if (lost > 0 || extra > 0) mismatch = true;
+  }
+  if (mismatch && report.mismatches.length < MAX_MISMATCHES) {
+    report.mismatches.push({ domain, acknowledged: expected.acknowledged, indefinite: expected.indefinite, counted });
+  }
+}
+
+function zero(): VerifyTotals {
+  return { acknowledged: 0, indefinite: 0, counted: 0, lost: 0, extra: 0 };
+}
