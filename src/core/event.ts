@@ -1,5 +1,6 @@
 import { ValidationError } from './errors.js';
 import { normalizeDomain } from './domain.js';
+import { FNV_OFFSET, FNV_PRIME } from './hash.js';
 
 export type EventType = 'delivered' | 'bounced';
 
@@ -36,7 +37,7 @@ export interface CanonicalScan {
   type: EventType;
   /** Where the domain ends (it starts at CANONICAL_DOMAIN_START). */
   domainEnd: number;
-  /** hashName of the domain as written. */
+  /** fnv1a of the domain as written. */
   hash: number;
 }
 
@@ -58,6 +59,7 @@ export function scanCanonical(line: string, scan: CanonicalScan): boolean {
   } else {
     return false;
   }
+  // fnv1a, inline: this loop runs for every character of every line replayed.
   let hash = FNV_OFFSET;
   for (let i = CANONICAL_DOMAIN_START; i < end; i++) {
     const c = line.charCodeAt(i);
@@ -69,16 +71,6 @@ export function scanCanonical(line: string, scan: CanonicalScan): boolean {
   scan.domainEnd = end;
   scan.hash = hash;
   return true;
-}
-
-const FNV_OFFSET = 0x811c9dc5;
-const FNV_PRIME = 0x01000193;
-
-/** FNV-1a over the UTF-16 code units of text[start, end): the hash scanCanonical computes. */
-export function hashName(text: string, start: number, end: number): number {
-  let hash = FNV_OFFSET;
-  for (let i = start; i < end; i++) hash = Math.imul(hash ^ text.charCodeAt(i), FNV_PRIME);
-  return hash;
 }
 
 const scratch: CanonicalScan = { type: 'delivered', domainEnd: 0, hash: 0 };

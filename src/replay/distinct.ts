@@ -1,3 +1,5 @@
+import { fnv1a, FNV_OFFSET, mix32 } from '../core/hash.js';
+
 /**
  * Counts distinct strings in bounded memory: exactly up to `exactLimit`, then as a HyperLogLog
  * estimate (2^14 registers, about 1 % error), so that a replay's memory never grows with the file.
@@ -15,7 +17,7 @@ export class DistinctCounter {
   }
 
   add(value: string): void {
-    const hash = hash32(value, 0x811c9dc5);
+    const hash = hash32(value, FNV_OFFSET);
     const index = hash >>> 18;
     const rank = Math.clz32((hash << 14) | (1 << 13)) + 1;
     if (rank > this.#registers[index]!) this.#registers[index] = rank;
@@ -59,15 +61,5 @@ export class DistinctCounter {
 
 /** FNV-1a followed by murmur3's finaliser, so that every bit of the result depends on every character. */
 function hash32(value: string, seed: number): number {
-  let h = seed;
-  for (let i = 0; i < value.length; i++) {
-    h ^= value.charCodeAt(i);
-    h = Math.imul(h, 0x01000193);
-  }
-  h ^= h >>> 16;
-  h = Math.imul(h, 0x85ebca6b);
-  h ^= h >>> 13;
-  h = Math.imul(h, 0xc2b2ae35);
-  h ^= h >>> 16;
-  return h >>> 0;
+  return mix32(fnv1a(value, 0, value.length, seed));
 }

@@ -2,7 +2,8 @@ import { randomBytes } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { SvcError } from '../core/errors.js';
 import { normalizeDomain } from '../core/domain.js';
-import { CANONICAL_DOMAIN_START, hashName, MAX_LINE_LENGTH, parseRawEventLine, scanCanonical, type CanonicalScan, type EventType } from '../core/event.js';
+import { fnv1a } from '../core/hash.js';
+import { CANONICAL_DOMAIN_START, MAX_LINE_LENGTH, parseRawEventLine, scanCanonical, type CanonicalScan, type EventType } from '../core/event.js';
 import type { DomainCounts } from '../core/status.js';
 import type { CounterStore, ReplayCheckpoint } from '../store/counter-store.js';
 import { DistinctCounter } from './distinct.js';
@@ -191,7 +192,7 @@ class FileReplay {
       source = event.domain;
       start = 0;
       end = source.length;
-      hash = hashName(source, 0, end);
+      hash = fnv1a(source);
       type = event.type;
     }
     let entry = this.#chunk.get(source, start, end, hash);

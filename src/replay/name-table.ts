@@ -24,7 +24,7 @@ export class NameTable<T> {
     return this.#values.length;
   }
 
-  /** The value stored for text[start, end), whose hashName is `hash`. */
+  /** The value stored for text[start, end), whose fnv1a is `hash`. */
   get(text: string, start: number, end: number, hash: number): T | undefined {
     const index = this.#find(text, start, end, hash);
     return index < 0 ? undefined : this.#values[index];

@@ -3,15 +3,9 @@
  * gives the same events on every machine and Node version (Math.random cannot be seeded).
  */
 
-/** murmur3's 32-bit finaliser: a bijection on 32-bit integers that scatters nearby inputs. */
-export function mix32(x: number): number {
-  x ^= x >>> 16;
-  x = Math.imul(x, 0x85ebca6b);
-  x ^= x >>> 13;
-  x = Math.imul(x, 0xc2b2ae35);
-  x ^= x >>> 16;
-  return x >>> 0;
-}
+import { mix32 } from '../core/hash.js';
+
+export { mix32 };
 
 /**
  * A 32-bit value derived from a seed and an index. For a fixed seed it is a bijection of the index
