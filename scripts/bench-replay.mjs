@@ -1,10 +1,12 @@
 #!/usr/bin/env node
 // `svc replay` of a generated log into the embedded store, next to its ceiling measured in the
-// same run: merely reading, splitting and parsing the same file with the same line splitter and
-// parser (no domain normalisation, no aggregation, no store, no fingerprint). Optionally the same replay into MongoDB (FerretDB here).
+// same run: merely reading, cutting, splitting and parsing the same file with the same code on one
+// thread (no aggregation, no store, no fingerprint). Replay itself parses on every core by default,
+// so it is also measured with --threads 0 (everything on one thread) for the like-for-like ratio.
+// Optionally the same replay into MongoDB (FerretDB here). Three rounds taking turns; medians.
 // Prints a table and writes bench/results/replay-<date>.json.
 //
-//   node scripts/bench-replay.mjs [--events 10000000] [--mongo-events 200000]
+//   npx tsc -p . && node scripts/bench-replay.mjs [--events 10000000] [--mongo-events 200000] [--rounds 3]
 import { execFileSync, spawn } from 'node:child_process';
 import { createReadStream, mkdirSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -13,7 +15,8 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import split2 from 'split2';
 import { parseRawEventLine } from '../dist/core/event.js';
-import { forEachLine } from '../dist/replay/lines.js';
+import { chunkLog } from '../dist/replay/chunks.js';
+import { eachLine } from '../dist/replay/lines.js';
 
 const { values } = parseArgs({
   options: { events: { type: 'string', default: '10000000' }, 'mongo-events': { type: 'string', default: '200000' }, rounds: { type: 'string', default: '3' } },
@@ -31,14 +34,18 @@ try {
   // shared 2-core machine a single run of either can be off by a third.
   const ceilings = [];
   const replays = [];
+  const oneThread = [];
   for (let round = 0; round < Number(values.rounds); round++) {
     ceilings.push(await parseOnly(log));
     const store = join(work, `store${round}`);
     replays.push(await replay(log, store));
     if (round > 0) rmSync(store, { recursive: true, force: true });
+    oneThread.push(await replay(log, join(work, `one${round}`), ['--threads', '0']));
+    rmSync(join(work, `one${round}`), { recursive: true, force: true });
   }
   const ceiling = median(ceilings);
   const lmdb = median(replays);
+  const lmdbOneThread = median(oneThread);
   const naive = await split2JsonParse(log);
   const lmdbAgain = await replay(log, join(work, 'store0'));
   const mismatches = await compareWithExpected(join(work, 'store0'), `${log}.expected.json`);
@@ -55,6 +62,9 @@ try {
     replayRounds: replays.map((r) => r.seconds),
     naiveSplit2JsonParse: naive,
     replayLmdb: lmdb,
+    replayLmdbOneThread: lmdbOneThread,
+    ratioOneThread: lmdbOneThread.eventsPerSecond / ceiling.eventsPerSecond,
+    oneThreadRounds: oneThread.map((r) => r.seconds),
     countsMismatched: mismatches,
     ratio: lmdb.eventsPerSecond / ceiling.eventsPerSecond,
     replayAgainAlreadyApplied: { seconds: lmdbAgain.seconds, events: lmdbAgain.events },
@@ -65,10 +75,11 @@ try {
   const row = (name, r) => console.log(`| ${name} | ${r.events} | ${r.seconds.toFixed(2)} | ${Math.round(r.eventsPerSecond)} | ${r.peakRssMb ?? ''} |`);
   row('read + split + parse (ceiling)', ceiling);
   row('split2 + JSON.parse (naive, for reference)', naive);
-  row('svc replay → LMDB', lmdb);
+  row(`svc replay → LMDB (${cpus().length} parsing threads, the default)`, lmdb);
+  row('svc replay --threads 0 → LMDB (parsing on the main thread)', lmdbOneThread);
   if (mongo) row(`svc replay → ${mongo.server}`, mongo);
   console.log(`\ncounts in the store compared with the generator's expected counts: ${mismatches} domains differ`);
-  console.log(`ratio replay / ceiling: ${result.ratio.toFixed(2)}; the same command again: ${lmdbAgain.seconds.toFixed(2)} s, ${lmdbAgain.events} events applied`);
+  console.log(`ratio replay / ceiling: ${result.ratio.toFixed(2)} (--threads 0: ${result.ratioOneThread.toFixed(2)}); the same command again: ${lmdbAgain.seconds.toFixed(2)} s, ${lmdbAgain.events} events applied`);
   if (mongo) console.log(`MongoDB writes issued: ${mongo.domainWrites} upserts for ${mongo.chunks} chunks (one per distinct domain per chunk)`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const file = join(root, 'bench/results', `replay-${result.date.slice(0, 10)}.json`);
@@ -100,13 +111,15 @@ function median(runs) {
   return [...runs].sort((a, b) => a.seconds - b.seconds)[Math.floor(runs.length / 2)];
 }
 
-/** The same splitting and parsing replay does, and nothing else. */
+/** The same reading, cutting, line splitting and parsing replay does, on one thread, and nothing else. */
 async function parseOnly(path) {
   const started = performance.now();
   let events = 0;
-  await forEachLine(createReadStream(path, { highWaterMark: 256 * 1024 }), 64 * 1024, (text) => {
-    if (text && parseRawEventLine(text).domain) events++;
-  });
+  for await (const piece of chunkLog(createReadStream(path, { highWaterMark: 256 * 1024 }), 4 * 1024 * 1024, 64 * 1024)) {
+    eachLine(piece.data, 64 * 1024, (text) => {
+      if (text && parseRawEventLine(text).domain) events++;
+    });
+  }
   const seconds = (performance.now() - started) / 1000;
   return { events, seconds, eventsPerSecond: events / seconds };
 }
@@ -150,7 +163,7 @@ async function mongoReplay() {
     await sleep(1500);
     const log = join(work, 'mongo.ndjson');
     execFileSync(process.execPath, [join(root, 'scripts/generate-log.mjs'), '--events', values['mongo-events'], '--out', log], { stdio: 'inherit' });
-    const r = await replay(log, `mongodb://127.0.0.1:${port}/bench`, ['--chunk-size', '20000']);
+    const r = await replay(log, `mongodb://127.0.0.1:${port}/bench`, ['--chunk-size', '1MiB']);
     return { ...r, server: 'FerretDB 1.24 (SQLite)' };
   } finally {
     server.kill('SIGTERM');

@@ -1,9 +1,9 @@
 import { spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
+import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { afterAll, describe, expect, inject, it } from 'vitest';
+import { fingerprintFile } from '../src/replay/fingerprint.js';
 import { openStore } from '../src/store/open-store.js';
 import type { CounterStore } from '../src/store/counter-store.js';
 import { generateLog, type Counts } from './helpers/logs.js';
@@ -110,6 +110,34 @@ describe('svc replay', () => {
     });
   });
 
+  it('stops at the right line when chunks are parsed on threads (--strict, --max-invalid)', async () => {
+    const log = join(dir.path, 'threads.ndjson');
+    await generateLog(log, 100_000, { seed: 3 });
+    const lines = readFileSync(log, 'utf8').split('\n');
+    const bad = [40_001, 70_001, 90_001];
+    for (const line of bad) lines[line - 1] = '{"domain":"bad..example","type":"delivered"}';
+    writeFileSync(log, lines.join('\n'));
+    const countsBefore = (line: number): Counts => {
+      const counts: Counts = {};
+      for (let i = 0; i < line - 1; i++) {
+        if (bad.includes(i + 1)) continue;
+        const { domain, type } = JSON.parse(lines[i]!) as { domain: string; type: 'delivered' | 'bounced' };
+        const c = (counts[domain.toLowerCase()] ??= { delivered: 0, bounced: 0 });
+        c[type]++;
+      }
+      return counts;
+    };
+    const threaded = ['--threads', '2', '--chunk-size', '64KiB'];
+    for (const [args, stopLine] of [[['--strict'], bad[0]!], [['--max-invalid', '2'], bad[2]!]] as const) {
+      const store = freshStore();
+      const run = await runSvc(['replay', log, '--store', store, ...threaded, ...args]);
+      expect(run.code, run.stderr).toBe(2);
+      const expected = countsBefore(stopLine);
+      expect(await storedCounts(store, Object.keys(expected))).toEqual(expected);
+      if (args[0] === '--strict') expect(run.stderr).toContain(`stopped at line ${stopLine}:`);
+    }
+  });
+
   it('exits 1 with a message for a file it cannot read, before applying anything', async () => {
     const store = freshStore();
     const result = await runSvc(['replay', fixture('valid.ndjson'), join(dir.path, 'missing.ndjson'), '--store', store]);
@@ -126,7 +154,7 @@ describe('svc replay', () => {
     try {
       const domains = Object.keys(expected).slice(0, 20);
       const live = domains.flatMap((domain) => Array.from({ length: 10 }, () => ({ domain, type: 'delivered' as const })));
-      const [replay, statuses] = await Promise.all([replayJson([log, '--store', store, '--chunk-size', '5000']), putEvents(daemon.url, live, 8)]);
+      const [replay, statuses] = await Promise.all([replayJson([log, '--store', store, '--chunk-size', '256KiB']), putEvents(daemon.url, live, 8)]);
       expect(replay.code).toBe(0);
       expect(statuses.every((s) => s === 204)).toBe(true);
       const counted = await storedCounts(store, domains);
@@ -156,7 +184,7 @@ async function killedReplay(args: string[], store: CounterStore, fingerprint: st
   return exited;
 }
 
-function exactlyOnceAfterKills(storeFor: () => Promise<{ store: string; cleanup(): Promise<void> }>, log: { events: number; domains: number; chunk: number }) {
+function exactlyOnceAfterKills(storeFor: () => Promise<{ store: string; cleanup(): Promise<void> }>, log: { events: number; domains: number; chunk: string }) {
   return async () => {
     const dir = tempDir();
     const { store, cleanup } = await storeFor();
@@ -164,8 +192,8 @@ function exactlyOnceAfterKills(storeFor: () => Promise<{ store: string; cleanup(
     try {
       const file = join(dir.path, 'events.ndjson');
       const expected = await generateLog(file, log.events, { domains: log.domains, seed: 9 });
-      const fingerprint = createHash('sha256').update(readFileSync(file)).digest('hex');
-      const args = [file, '--store', store, '--chunk-size', String(log.chunk)];
+      const fingerprint = await fingerprintFile(file, statSync(file).size);
+      const args = [file, '--store', store, '--chunk-size', log.chunk];
       // Two runs killed part-way (after the second chunk, then after the fifth), then one to the end.
       const first = await killedReplay(args, observer, fingerprint, 2);
       const second = await killedReplay(args, observer, fingerprint, 5);
@@ -191,7 +219,7 @@ describe('svc replay after kill -9', () => {
         const dir = tempDir();
         return { store: dir.path, cleanup: async () => dir.remove() };
       },
-      { events: 400_000, domains: 3000, chunk: 20_000 },
+      { events: 400_000, domains: 3000, chunk: '1MiB' },
     ),
     120_000,
   );
@@ -204,7 +232,7 @@ describe('svc replay after kill -9', () => {
         const store = uniqueDatabaseUri(serverUri);
         return { store, cleanup: () => dropDatabase(store) };
       },
-      { events: 40_000, domains: 40, chunk: 2_000 },
+      { events: 40_000, domains: 40, chunk: '100KiB' },
     ),
     180_000,
   );

@@ -1,4 +1,5 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
+import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
 import { replayFiles, type ReplaySummary } from '../replay/replay-files.js';
 import type { InvalidBudget, Rejection } from '../replay/file-replay.js';
@@ -9,6 +10,9 @@ import { progressView } from './replay-progress.js';
 
 /** Bad lines shown on stderr; --rejects keeps them all. */
 const SHOWN_REJECTIONS = 5;
+const DEFAULT_CHUNK_BYTES = 4 * 1024 * 1024;
+// Every core parses (the main thread mostly waits on I/O and the store); one core gains nothing from threads.
+const DEFAULT_THREADS = availableParallelism() > 1 ? Math.min(availableParallelism(), 8) : 0;
 
 export function replayCommand(): Command {
   const command = new Command('replay')
@@ -24,9 +28,14 @@ export function replayCommand(): Command {
     .addOption(option('--strict', 'stop at the first bad line; nothing after it is applied', 'SVC_STRICT'))
     .addOption(option('--force', 'apply a file again even if a replay of the same content has completed', 'SVC_FORCE'))
     .addOption(
-      option('--chunk-size <events>', 'events aggregated per chunk: one store write per domain per chunk', 'SVC_CHUNK_SIZE')
-        .default(100_000)
-        .argParser(parseInteger(1)),
+      option('--chunk-size <bytes>', 'log per chunk, cut at a line end: one store write per distinct domain per chunk', 'SVC_CHUNK_SIZE')
+        .default(DEFAULT_CHUNK_BYTES, '4MiB')
+        .argParser(parseSize),
+    )
+    .addOption(
+      option('--threads <n>', 'threads that parse chunks (0: the main thread)', 'SVC_THREADS')
+        .default(DEFAULT_THREADS)
+        .argParser(parseInteger(0)),
     )
     .addOption(option('--no-progress', 'no progress bar (at most a line every few seconds)', 'SVC_NO_PROGRESS'))
     .addOption(option('--quiet', 'print nothing but errors', 'SVC_QUIET'))
@@ -34,7 +43,7 @@ export function replayCommand(): Command {
     .addHelpText(
       'after',
       `
-Each file's progress is recorded in the store under a SHA-256 of its content, atomically with (LMDB)
+Each file's progress is recorded in the store under a fingerprint of its content, atomically with (LMDB)
 or idempotently with (MongoDB) the counts it covers: an interrupted replay finishes when the same
 command runs again, and a completed one applies nothing again without --force. Standard input has
 no fingerprint and is applied as it comes, without resume.
@@ -56,7 +65,8 @@ or --max-invalid exceeded, 130 interrupted (run the same command again to finish
           files,
           store,
           {
-            chunkEvents: options.chunkSize,
+            chunkBytes: options.chunkSize,
+            threads: options.threads,
             strict: Boolean(options.strict),
             force: Boolean(options.force),
             maxInvalid: options.maxInvalid,
@@ -85,6 +95,14 @@ or --max-invalid exceeded, 130 interrupted (run the same command again to finish
         await store.close();
       }
     });
+}
+
+/** A size in bytes: `4MiB`, `512KiB`, `1000000`. */
+function parseSize(value: string): number {
+  const match = /^(\d+)\s*(B|KiB|MiB|GiB)?$/i.exec(value.trim());
+  const scale = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 }[(match?.[2] ?? 'b').toLowerCase()];
+  if (!match || !scale || Number(match[1]) === 0) throw new InvalidArgumentError('expected a size such as 4MiB, 512KiB or 1000000 (bytes)');
+  return Number(match[1]) * scale;
 }
 
 function parseBudget(value: string): InvalidBudget {

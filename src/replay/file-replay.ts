@@ -1,18 +1,11 @@
 import { randomBytes } from 'node:crypto';
-import type { Readable } from 'node:stream';
-import { SvcError } from '../core/errors.js';
-import { normalizeDomain } from '../core/domain.js';
-import { fnv1a } from '../core/hash.js';
-import { CANONICAL_DOMAIN_START, MAX_LINE_LENGTH, parseRawEventLine, scanCanonical, type CanonicalScan, type EventType } from '../core/event.js';
 import type { DomainCounts } from '../core/status.js';
 import type { CounterStore, ReplayCheckpoint } from '../store/counter-store.js';
+import { chunkLog } from './chunks.js';
 import { DistinctCounter } from './distinct.js';
-import { forEachLine } from './lines.js';
-import { NameTable } from './name-table.js';
+import type { ParsedData, ParsePool } from './parse-pool.js';
+import { MAX_LINE_BYTES, parsePiece, type ParsedPiece } from './piece-parser.js';
 import type { ReplaySource } from './source.js';
-
-/** Longest line kept in memory; a longer one is rejected without being buffered whole. */
-const MAX_LINE_BYTES = 64 * 1024;
 /** A ratio budget is only judged once this many lines have been read (or at the end of a file). */
 const RATIO_MIN_LINES = 1000;
 
@@ -20,8 +13,10 @@ export type InvalidBudget = { count: number } | { ratio: number };
 
 export interface ReplayOptions {
   store: CounterStore;
-  /** Events per chunk: one store write per distinct domain per chunk. */
-  chunkEvents: number;
+  /** Bytes of log per chunk (cut at a line end): one store write per distinct domain per chunk. */
+  chunkBytes: number;
+  /** Where chunks are parsed. */
+  parsers: ParsePool;
   /** Stop at the first bad line. */
   strict: boolean;
   /** Apply a file again even if a replay of it has completed. */
@@ -69,14 +64,14 @@ export interface FileResult {
 }
 
 /**
- * Replays one NDJSON event log into a store, exactly once. Events are aggregated per chunk of
- * `chunkEvents` events and each chunk is committed with a checkpoint (the fingerprint of the
- * file's content, the byte offset and line reached). Chunks end at a fixed count of events, so a
- * resumed run cuts the rest of the file into the same chunks as the interrupted one did: that is
- * what lets the MongoDB store recognise a chunk it has already applied.
+ * Replays one NDJSON event log into a store, exactly once. The log is cut into chunks of about
+ * `chunkBytes` (see chunkLog), parsed and added up on the parser threads, and each chunk is
+ * committed in order with a checkpoint (the fingerprint of the file's content, the byte offset and
+ * line reached). A resumed run cuts the rest of the file into the same chunks as the interrupted
+ * one did: that is what lets the MongoDB store recognise a chunk it has already applied.
  */
 export async function replayFile(source: ReplaySource, options: ReplayOptions): Promise<FileResult> {
-  const fingerprint = await source.fingerprint();
+  const fingerprint = await source.fingerprint(options.parsers.hashRange);
   const recorded = fingerprint ? await options.store.getCheckpoint(fingerprint) : undefined;
   const result: FileResult = {
     file: source.name,
@@ -102,10 +97,6 @@ class FileReplay {
   readonly #result: FileResult;
   /** Progress as committed to the store, or undefined for standard input (no checkpoints). */
   readonly #checkpoint: ReplayCheckpoint | undefined;
-  /** The chunk being read, by domain as written in the file. */
-  #chunk = new NameTable<ChunkEntry>();
-  readonly #scan: CanonicalScan = { type: 'delivered', domainEnd: 0, hash: 0 };
-  #chunkEvents = 0;
   #inFlight: Promise<void> = Promise.resolve();
   /** Bytes of content consumed, through the end of the last complete line. */
   #offset: number;
@@ -115,6 +106,7 @@ class FileReplay {
   readonly #previousEvents: number;
   readonly #previousInvalid: number;
   #stopReason: string | undefined;
+  readonly #chunkBytes: number;
 
   constructor(source: ReplaySource, options: ReplayOptions, result: FileResult, fingerprint: string | undefined, resume: ReplayCheckpoint | undefined) {
     this.#source = source;
@@ -126,132 +118,102 @@ class FileReplay {
     this.#previousInvalid = resume?.invalid ?? 0;
     result.resumedAfterLine = this.#linesConsumed;
     this.#checkpoint = fingerprint
-      ? resume ?? { source: fingerprint, run: randomBytes(6).toString('hex'), chunk: 0, offset: 0, lines: 0, events: 0, invalid: 0, done: false }
+      ? resume ?? { source: fingerprint, run: randomBytes(6).toString('hex'), chunk: 0, chunkBytes: options.chunkBytes, offset: 0, lines: 0, events: 0, invalid: 0, done: false }
       : undefined;
+    // MongoDB recognises a chunk applied before by its number: the number must mean the same lines.
+    this.#chunkBytes = resume?.chunkBytes ?? options.chunkBytes;
   }
 
   async run(): Promise<void> {
+    const { signal, parsers } = this.#options;
     const stream = this.#source.open(this.#offset, (bytes) => this.#options.onProgress?.(bytes, this.#result.events));
+    // Chunks parse ahead on the threads while earlier ones are applied, in file order.
+    const ahead: Array<Promise<ParsedData | OverlongLine>> = [];
+    const depth = 2 * Math.max(1, parsers.threads) + 1;
+    let readToEnd = false;
     try {
-      await this.#read(stream);
+      for await (const piece of chunkLog(stream, this.#chunkBytes, MAX_LINE_BYTES)) {
+        ahead.push(piece.kind === 'lines' ? parsers.parse(piece.data) : Promise.resolve(overlongLine(piece.bytes)));
+        if (ahead.length >= depth) await this.#apply(await ahead.shift()!);
+        if (this.#stopReason !== undefined || signal?.aborted) break;
+      }
+      readToEnd = this.#stopReason === undefined && !signal?.aborted;
+      while (ahead.length > 0 && this.#stopReason === undefined) await this.#apply(await ahead.shift()!);
     } finally {
       stream.destroy();
+      // Nothing is left waiting on a chunk that will not be applied.
+      for (const pending of ahead) pending.catch(() => {});
     }
-    if (this.#stopReason === undefined && !this.#options.signal?.aborted) this.#checkRatio(true);
-    await this.#commitChunk();
+    if (readToEnd && this.#stopReason === undefined) this.#checkRatio(this.#result.lines, true);
     await this.#inFlight;
     if (this.#stopReason !== undefined) {
       this.#result.outcome = 'stopped';
       this.#result.stopReason = this.#stopReason;
-    } else if (this.#options.signal?.aborted) {
+    } else if (!readToEnd) {
       this.#result.outcome = 'interrupted';
     } else if (this.#checkpoint) {
       await this.#options.store.applyBatch(new Map(), this.#nextCheckpoint(true));
     }
   }
 
-  async #read(stream: Readable): Promise<void> {
-    const signal = this.#options.signal;
-    await forEachLine(stream, MAX_LINE_BYTES, (text, bytes) => {
-      if (text === undefined) this.#reject(`line is longer than ${MAX_LINE_BYTES} bytes`, '');
-      else this.#line(text);
-      if (this.#stopReason !== undefined) return false;
-      this.#consumed(bytes);
-      if (this.#chunkEvents >= this.#options.chunkEvents) return this.#commitChunk();
-      if (signal?.aborted) return false;
-    });
-  }
-
-  #consumed(bytes: number): void {
-    this.#offset += bytes;
-    this.#linesConsumed++;
-  }
-
-  #line(text: string): void {
-    this.#result.lines++;
-    if (text.length === 0 || (text.charCodeAt(0) <= 0x20 && text.trim().length === 0)) return;
-    // The name is looked up where it sits in the line: no string is cut out of a canonical line
-    // unless its name is new to the chunk.
-    let source = text;
-    let start = CANONICAL_DOMAIN_START;
-    let end: number;
-    let hash: number;
-    let type: EventType;
-    const scan = this.#scan;
-    if (text.length <= MAX_LINE_LENGTH && scanCanonical(text, scan)) {
-      ({ domainEnd: end, hash, type } = scan);
-    } else {
-      let event;
-      try {
-        event = parseRawEventLine(text);
-      } catch (error) {
-        if (!(error instanceof SvcError)) throw error;
-        this.#reject(error.message, text);
-        return;
+  /**
+   * Reports a chunk's bad lines in order, stopping at the one that --strict or the budget says
+   * to stop at (then only the lines before it are applied), and commits the chunk.
+   */
+  async #apply({ parsed, data }: ParsedData | OverlongLine): Promise<void> {
+    let applied = parsed;
+    for (const rejection of parsed.rejections) {
+      this.#reject(rejection.reason, rejection.text, rejection.line);
+      if (this.#stopReason !== undefined) {
+        // The bad line is not consumed: the same command run again stops at it again.
+        applied = data ? parsePiece(data, rejection.line) : NOTHING;
+        break;
       }
-      source = event.domain;
-      start = 0;
-      end = source.length;
-      hash = fnv1a(source);
-      type = event.type;
     }
-    let entry = this.#chunk.get(source, start, end, hash);
-    if (entry === undefined) {
-      entry = newEntry(source.slice(start, end));
-      this.#chunk.add(source, start, end, hash, entry);
-      if (entry.domain !== undefined) this.#result.domains.add(entry.domain);
-    }
-    if (entry.invalid !== undefined) {
-      this.#reject(entry.invalid, text);
-      return;
-    }
-    entry[type]++;
-    this.#chunkEvents++;
-    this.#result.events++;
+    this.#result.lines += applied.lines;
+    this.#result.events += applied.events;
+    this.#offset += applied.bytes;
+    this.#linesConsumed += applied.lines;
+    for (const domain of applied.domains) this.#result.domains.add(domain);
+    await this.#commit(applied);
   }
 
   /** A bad line: counted, reported, and the run stopped when --strict or the budget says so. */
-  #reject(reason: string, text: string): void {
-    const line = this.#linesConsumed + 1;
+  #reject(reason: string, text: string, lineInChunk: number): void {
+    const line = this.#linesConsumed + lineInChunk;
     this.#result.invalid++;
     this.#options.onRejected?.({ file: this.#source.name, line, reason, text });
     const budget = this.#options.maxInvalid;
     if (this.#options.strict) {
-      // The bad line is not consumed: the same command run again stops at it again.
       this.#stopReason = `line ${line}: ${reason} (--strict)`;
     } else if (budget && 'count' in budget && this.#result.invalid > budget.count) {
       this.#stopReason = `more than ${budget.count} bad lines (--max-invalid)`;
     } else {
-      this.#checkRatio(false);
+      this.#checkRatio(this.#result.lines + lineInChunk, false);
     }
   }
 
-  #checkRatio(endOfFile: boolean): void {
+  /** `lines`: lines read so far in this run, the bad line just seen included. */
+  #checkRatio(lines: number, endOfFile: boolean): void {
     const budget = this.#options.maxInvalid;
     if (!budget || !('ratio' in budget) || this.#stopReason !== undefined) return;
-    if (!endOfFile && this.#result.lines < RATIO_MIN_LINES) return;
-    if (this.#result.lines > 0 && this.#result.invalid / this.#result.lines > budget.ratio) {
+    if (!endOfFile && lines < RATIO_MIN_LINES) return;
+    if (lines > 0 && this.#result.invalid / lines > budget.ratio) {
       this.#stopReason = `bad lines exceed ${budget.ratio * 100}% of lines (--max-invalid)`;
     }
   }
 
-  /** Sends the chunk read so far to the store, once the previous one is committed. */
-  async #commitChunk(): Promise<void> {
-    if (this.#chunkEvents === 0 && !this.#checkpointMoved()) return;
-    const deltas = normalisedDeltas(this.#chunk);
+  /** Sends a chunk to the store once the previous one is committed: never two at once, so they land in order. */
+  async #commit(chunk: ParsedPiece): Promise<void> {
+    if (chunk.events === 0 && chunk.bytes === 0) return;
+    const deltas = new Map<string, DomainCounts>();
+    for (let i = 0; i < chunk.domains.length; i++) deltas.set(chunk.domains[i]!, { delivered: chunk.delivered[i]!, bounced: chunk.bounced[i]! });
+    // Bad or blank lines alone still move the checkpoint forward.
     const checkpoint = this.#checkpoint ? this.#nextCheckpoint(false) : undefined;
     this.#result.chunks++;
     this.#result.domainWrites += deltas.size;
-    this.#chunk = new NameTable();
-    this.#chunkEvents = 0;
-    // One chunk is committed while the next is read; never two at once, so they land in order.
     await this.#inFlight;
     this.#inFlight = this.#options.store.applyBatch(deltas, checkpoint);
-  }
-
-  /** Bad or blank lines since the last checkpoint move it forward even without events. */
-  #checkpointMoved(): boolean {
-    return this.#checkpoint !== undefined && this.#offset !== this.#checkpoint.offset;
   }
 
   #nextCheckpoint(done: boolean): ReplayCheckpoint {
@@ -269,33 +231,15 @@ class FileReplay {
   }
 }
 
-/** Counts of one domain name as written; `Example.com` and `example.com` are separate entries until the commit. */
-interface ChunkEntry extends DomainCounts {
-  /** The normalised name, or undefined when the name is invalid. */
-  domain: string | undefined;
-  invalid: string | undefined;
+/** A line too long to hold, as chunkLog reports it: one bad line, nothing to parse again. */
+interface OverlongLine {
+  parsed: ParsedPiece;
+  data: undefined;
 }
 
-function newEntry(written: string): ChunkEntry {
-  try {
-    return { domain: normalizeDomain(written), invalid: undefined, delivered: 0, bounced: 0 };
-  } catch (error) {
-    if (!(error instanceof SvcError)) throw error;
-    return { domain: undefined, invalid: error.message, delivered: 0, bounced: 0 };
-  }
-}
+const NOTHING: ParsedPiece = { bytes: 0, lines: 0, events: 0, domains: [], delivered: [], bounced: [], rejections: [] };
 
-function normalisedDeltas(chunk: NameTable<ChunkEntry>): Map<string, DomainCounts> {
-  const deltas = new Map<string, DomainCounts>();
-  for (const entry of chunk.values()) {
-    if (entry.domain === undefined || entry.delivered + entry.bounced === 0) continue;
-    const counts = deltas.get(entry.domain);
-    if (counts === undefined) {
-      deltas.set(entry.domain, { delivered: entry.delivered, bounced: entry.bounced });
-    } else {
-      counts.delivered += entry.delivered;
-      counts.bounced += entry.bounced;
-    }
-  }
-  return deltas;
+function overlongLine(bytes: number): OverlongLine {
+  const rejection = { line: 1, reason: `line is longer than ${MAX_LINE_BYTES} bytes`, text: '' };
+  return { parsed: { ...NOTHING, bytes, lines: 1, rejections: [rejection] }, data: undefined };
 }

@@ -7,92 +7,58 @@ import { isAscii } from 'node:buffer';
 const DECODE_WINDOW = 32 * 1024;
 
 /**
- * Receives each line without its newline (and without a CR before it) and the bytes the line took
- * in the stream, newline included. `text` is undefined for a line longer than the limit, which is
- * skipped without being held in memory. Returning a promise pauses reading until it settles;
- * returning false stops reading.
+ * Receives each line without its newline (and without a CR before it) and the bytes the line took,
+ * newline included. `text` is undefined for a line longer than the limit. Returning false stops.
  */
-export type LineHandler = (text: string | undefined, bytes: number) => void | false | Promise<void | false>;
+export type LineHandler = (text: string | undefined, bytes: number) => void | false;
 
 /**
- * Splits a byte stream into lines, keeping exact byte counts (a resumable replay records byte
- * offsets, which a text splitter such as split2 cannot give once invalid UTF-8 has been replaced).
- * Runs of pure ASCII, the usual case, are decoded once per buffer and cut as a string.
+ * Calls `handle` for every line of `data`, which holds whole lines (the last one may lack its
+ * newline). Runs of pure ASCII, the usual case, are decoded once per window and cut as a string.
+ * Returns the bytes consumed: all of them, or up to the end of the line that returned false.
  */
-export async function forEachLine(stream: AsyncIterable<Buffer>, maxLineBytes: number, handle: LineHandler): Promise<boolean> {
-  let carry: Buffer | undefined;
-  let partialBytes = 0;
-  for await (const data of stream) {
-    let start = 0;
-    if (partialBytes > 0) {
-      // Finish the line begun in the previous buffer.
-      const newline = data.indexOf(10);
-      if (newline === -1) {
-        partialBytes += data.length;
-        carry = partialBytes > maxLineBytes ? undefined : Buffer.concat([carry!, data]);
-        continue;
-      }
-      const bytes = partialBytes + newline + 1;
-      const line = bytes - 1 > maxLineBytes ? undefined : decode(Buffer.concat([carry!, data.subarray(0, newline)]), 0, partialBytes + newline);
-      carry = undefined;
-      partialBytes = 0;
-      start = newline + 1;
-      if (!(await proceed(handle(line, bytes)))) return false;
-    }
-    // Whole lines, decoded at most DECODE_WINDOW bytes at a time.
-    for (;;) {
-      let last = data.lastIndexOf(10, Math.min(data.length, start + DECODE_WINDOW) - 1);
-      // A line longer than the window: take it alone.
-      if (last < start) last = data.indexOf(10, start);
-      if (last === -1) break;
-      const whole = data.subarray(start, last + 1);
-      const keepGoing = isAscii(whole) ? await asciiLines(whole.toString('latin1'), maxLineBytes, handle) : await bufferLines(whole, maxLineBytes, handle);
-      if (!keepGoing) return false;
-      start = last + 1;
-    }
-    if (start < data.length) {
-      partialBytes = data.length - start;
-      carry = partialBytes > maxLineBytes ? undefined : Buffer.from(data.subarray(start));
-    }
-  }
-  if (partialBytes > 0) {
-    const line = carry ? decode(carry, 0, carry.length) : undefined;
-    return proceed(handle(line, partialBytes));
-  }
-  return true;
-}
-
-async function asciiLines(text: string, maxLineBytes: number, handle: LineHandler): Promise<boolean> {
-  let start = 0;
-  while (start < text.length) {
-    const newline = text.indexOf('\n', start);
-    const bytes = newline - start + 1;
-    let end = newline;
-    if (end > start && text.charCodeAt(end - 1) === 13) end--;
-    const result = handle(bytes - 1 > maxLineBytes ? undefined : text.slice(start, end), bytes);
-    start = newline + 1;
-    if (result === false || (result !== undefined && !(await proceed(result)))) return false;
-  }
-  return true;
-}
-
-async function bufferLines(data: Buffer, maxLineBytes: number, handle: LineHandler): Promise<boolean> {
+export function eachLine(data: Buffer, maxLineBytes: number, handle: LineHandler): number {
   let start = 0;
   while (start < data.length) {
-    const newline = data.indexOf(10, start);
-    const bytes = newline - start + 1;
-    const result = handle(bytes - 1 > maxLineBytes ? undefined : decode(data, start, newline), bytes);
-    start = newline + 1;
-    if (result === false || (result !== undefined && !(await proceed(result)))) return false;
+    let last = data.lastIndexOf(10, Math.min(data.length, start + DECODE_WINDOW) - 1);
+    // A line longer than the window: take it alone.
+    if (last < start) last = data.indexOf(10, start);
+    // No newline left: the last line of the file.
+    const end = last === -1 ? data.length : last + 1;
+    const window = data.subarray(start, end);
+    const consumed = isAscii(window) ? asciiLines(window.toString('latin1'), maxLineBytes, handle) : bufferLines(window, maxLineBytes, handle);
+    start += consumed;
+    if (consumed < window.length) return start;
   }
-  return true;
+  return start;
 }
 
-function decode(data: Buffer, start: number, end: number): string {
-  if (end > start && data[end - 1] === 13) end--;
-  return data.toString('utf8', start, end);
+function asciiLines(text: string, maxLineBytes: number, handle: LineHandler): number {
+  let start = 0;
+  while (start < text.length) {
+    let newline = text.indexOf('\n', start);
+    if (newline === -1) newline = text.length;
+    const bytes = Math.min(newline + 1, text.length) - start;
+    let end = newline;
+    if (end > start && text.charCodeAt(end - 1) === 13) end--;
+    const result = handle(newline - start > maxLineBytes ? undefined : text.slice(start, end), bytes);
+    start += bytes;
+    if (result === false) break;
+  }
+  return start;
 }
 
-async function proceed(result: void | false | Promise<void | false>): Promise<boolean> {
-  return (await result) !== false;
+function bufferLines(data: Buffer, maxLineBytes: number, handle: LineHandler): number {
+  let start = 0;
+  while (start < data.length) {
+    let newline = data.indexOf(10, start);
+    if (newline === -1) newline = data.length;
+    const bytes = Math.min(newline + 1, data.length) - start;
+    let end = newline;
+    if (end > start && data[end - 1] === 13) end--;
+    const result = handle(newline - start > maxLineBytes ? undefined : data.toString('utf8', start, end), bytes);
+    start += bytes;
+    if (result === false) break;
+  }
+  return start;
 }

@@ -1,5 +1,6 @@
 import type { CounterStore } from '../store/counter-store.js';
 import { replayFile, type FileResult, type ReplayOptions } from './file-replay.js';
+import { ParsePool } from './parse-pool.js';
 import { openSource, type ReplaySource } from './source.js';
 
 export interface ReplaySummary {
@@ -22,23 +23,30 @@ export interface ReplayHooks {
   onFileEnd?(result: FileResult): void;
 }
 
+export interface ReplayFilesOptions extends Omit<ReplayOptions, 'store' | 'parsers'> {
+  /** Threads that parse chunks; 0 parses on the main thread. */
+  threads: number;
+}
+
 /** Replays the files in the order given; stops after a file that was stopped or interrupted. */
-export async function replayFiles(
-  names: string[],
-  store: CounterStore,
-  options: Omit<ReplayOptions, 'store'>,
-  hooks: ReplayHooks = {},
-): Promise<ReplaySummary> {
+export async function replayFiles(names: string[], store: CounterStore, options: ReplayFilesOptions, hooks: ReplayHooks = {}): Promise<ReplaySummary> {
   const started = performance.now();
   const results: FileResult[] = [];
   // Open every file first, so a missing one fails the run before anything is applied.
   const sources = names.map(openSource);
-  for (const [index, source] of sources.entries()) {
-    hooks.onFileStart?.(source, index);
-    const result = await replayFile(source, { ...options, store });
-    results.push(result);
-    hooks.onFileEnd?.(result);
-    if (result.outcome === 'stopped' || result.outcome === 'interrupted') break;
+  // Threads take some tens of milliseconds to start: not worth it for a chunk or two.
+  const small = sources.every((source) => source.size !== undefined && source.size < 2 * options.chunkBytes);
+  const parsers = new ParsePool(small ? 0 : options.threads);
+  try {
+    for (const [index, source] of sources.entries()) {
+      hooks.onFileStart?.(source, index);
+      const result = await replayFile(source, { ...options, store, parsers });
+      results.push(result);
+      hooks.onFileEnd?.(result);
+      if (result.outcome === 'stopped' || result.outcome === 'interrupted') break;
+    }
+  } finally {
+    await parsers.close();
   }
   const seconds = (performance.now() - started) / 1000;
   const events = sum(results, (r) => r.events);

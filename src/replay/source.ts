@@ -1,8 +1,7 @@
-import { createHash } from 'node:crypto';
 import { createReadStream, statSync } from 'node:fs';
-import { pipeline } from 'node:stream/promises';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { fingerprintFile, type RangeHasher } from './fingerprint.js';
 
 /** Where replay reads a log from: a file (plain or .gz) or standard input. */
 export interface ReplaySource {
@@ -10,8 +9,8 @@ export interface ReplaySource {
   name: string;
   /** Bytes of the file as stored (compressed for .gz); undefined for standard input. */
   size: number | undefined;
-  /** SHA-256 of the file's bytes; undefined for standard input, which cannot be read twice. */
-  fingerprint(): Promise<string | undefined>;
+  /** See fingerprintFile; undefined for standard input, which cannot be read twice. */
+  fingerprint(hasher?: RangeHasher): Promise<string | undefined>;
   /**
    * The content (decompressed) from byte `offset` on. `progress` is told how many bytes of the
    * stored file have been read, for a progress bar.
@@ -29,12 +28,7 @@ function fileSource(path: string): ReplaySource {
   return {
     name: path,
     size,
-    async fingerprint() {
-      const hash = createHash('sha256');
-      // Large reads: with the default 64 KiB, reading costs more than hashing.
-      await pipeline(createReadStream(path, { highWaterMark: 1024 * 1024 }), hash);
-      return hash.digest('hex');
-    },
+    fingerprint: (hasher) => fingerprintFile(path, size, hasher),
     open(offset, progress) {
       // A plain file is read from the offset on; a compressed one has to be decompressed from the
       // start, and the bytes before the offset are dropped.

@@ -14,6 +14,8 @@ export interface ReplayCheckpoint {
   run: string;
   /** Chunks applied so far; each chunk's number is one more than the last. */
   chunk: number;
+  /** The chunk size the run cuts the file with; a resumed run keeps it, so that its chunks are the same. */
+  chunkBytes: number;
   /** Bytes of (decompressed) content and lines fully applied. */
   offset: number;
   lines: number;
