@@ -11,6 +11,9 @@ export const DEFAULTS = {
   threshold: DEFAULT_THRESHOLD,
   ...DEFAULT_ENGINE_OPTIONS,
   maxBody: 8 * 1024 * 1024,
+  // A canonical event line is about 45 bytes: a full 8 MiB body of them is ~190,000 lines.
+  maxBatchLines: 100_000,
+  maxBodyMemory: 64 * 1024 * 1024,
   cacheSize: 100_000,
   requestTimeoutMs: 30_000,
   keepAliveTimeoutMs: 5_000,

@@ -37,6 +37,18 @@ describe('normalizeDomain', () => {
     ['a\u007fb.com', 'control characters'],
     ['bü\u0001cher.de', 'control characters'],
     ['a\ufffd.com', 'internationalised'],
+    // Found by test/property.test.ts: node:url's domainToASCII reads a URL host, so it cut these at
+    // the `/`, `?` or `\\`, decoded `%41`, dropped a second trailing dot or made an IP address of them.
+    ['evil.com/x.ü', 'invalid character "/"'],
+    ['evil.com?.ü', 'invalid character "?"'],
+    ['evil.com\\.ü', 'invalid character'],
+    ['ü%41.com', 'invalid character "%"'],
+    ['ü..', 'empty label'],
+    ['a。.', 'empty label'],
+    ['９｡', 'ends in a number'],
+    ['1.2.3.4', 'ends in a number'],
+    ['a.0x7f', 'ends in a number'],
+    ['xn--a.com', 'internationalised'],
   ])('rejects %j (%s)', (input, reason) => {
     expect(() => normalizeDomain(input)).toThrow(ValidationError);
     expect(() => normalizeDomain(input)).toThrow(reason);

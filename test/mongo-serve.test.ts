@@ -1,6 +1,6 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startFerretDb, freePort } from './helpers/ferretdb.js';
-import { getJson, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
+import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
 import { dropDatabase, isFerretDb, uniqueDatabaseUri } from './helpers/mongodb.js';
 import { runSvc, startDaemon } from './helpers/svc.js';
 
@@ -36,6 +36,34 @@ const put = (url: string, domain: string) =>
   );
 
 describe.skipIf(!serverUri)('svc on MongoDB', () => {
+  it('loses nothing acknowledged when serve-http is killed with SIGKILL under load, and a restart carries on', async () => {
+    const store = uniqueDatabaseUri(serverUri);
+    const first = await startDaemon('serve-http', ['--store', store]);
+    try {
+      const events = makeEvents(4000, 60, 11);
+      const load = putEvents(first.url, events, 32);
+      await until(() => storedCounts(store, ['d1.example.com']), (counts) => (counts.get('d1.example.com')?.delivered ?? 0) > 0, 10_000);
+      await first.stop('SIGKILL');
+      const statuses = await load;
+      const acknowledged = events.filter((_, i) => statuses[i] === 204);
+      expect(acknowledged.length).toBeGreaterThan(0);
+      expect(acknowledged.length).toBeLessThan(events.length);
+
+      const second = await startDaemon('serve-http', ['--store', store]);
+      const more = makeEvents(300, 60, 12);
+      try {
+        expect((await putEvents(second.url, more, 16)).every((s) => s === 204)).toBe(true);
+      } finally {
+        await second.stop();
+      }
+      const sent = tally([...events, ...more]);
+      expectNothingAcknowledgedLost(await storedCounts(store, [...sent.keys()]), tally([...acknowledged, ...more]), sent);
+    } finally {
+      await first.stop('SIGKILL');
+      await dropDatabase(store);
+    }
+  });
+
   it('serve-http counts exactly into MongoDB; serve-read and svc status read it back', async () => {
     const store = uniqueDatabaseUri(serverUri);
     const writer = await startDaemon('serve-http', ['--store', store]);
@@ -113,6 +141,33 @@ describe.skipIf(!ferretdbBinary)('svc when MongoDB goes away (FerretDB stopped a
     } finally {
       await daemon.stop();
       await server?.destroy();
+    }
+  });
+
+  it('under continuous load, answers 503 while MongoDB is down and counts every acknowledged event once it is back', async () => {
+    const server = await startFerretDb(ferretdbBinary);
+    const store = `${server.uri}/svc`;
+    const daemon = await startDaemon('serve-http', ['--store', store, '--store-timeout', '1s']);
+    try {
+      const events = makeEvents(3000, 30, 21);
+      const load = putEvents(daemon.url, events, 16);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await server.stop(true);
+      await new Promise((resolve) => setTimeout(resolve, 2000));
+      await server.restart();
+      const statuses = await load;
+      const acknowledged = events.filter((_, i) => statuses[i] === 204);
+      const unavailable = statuses.filter((s) => s === 503).length;
+      expect(unavailable).toBeGreaterThan(0);
+      // Acknowledged before the outage and after it.
+      expect(statuses.indexOf(204)).toBeLessThan(statuses.indexOf(503));
+      expect(statuses.lastIndexOf(204)).toBeGreaterThan(statuses.lastIndexOf(503));
+      expect(statuses.every((s) => s === 204 || s === 503)).toBe(true);
+      const sent = tally(events);
+      expectNothingAcknowledgedLost(await storedCounts(store, [...sent.keys()]), tally(acknowledged), sent);
+    } finally {
+      await daemon.stop();
+      await server.destroy();
     }
   });
 

@@ -3,7 +3,7 @@ import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_LOADTEST_OPTIONS as D, MODES, type LoadtestOptions } from '../loadtest/options.js';
 import { DISTRIBUTIONS } from '../workload/workload.js';
 import { ExitCode } from './exit.js';
-import { option, parseDuration, parseInteger } from './options.js';
+import { ingestTokenOption, option, parseDuration, parseInteger, readTokenOption } from './options.js';
 
 function ratio(value: string): number {
   const n = Number(value);
@@ -47,6 +47,8 @@ export function loadtestCommand(): Command {
     .addOption(option('--verify-url <url>', 'where to read counts back (default: the target)', 'SVC_VERIFY_URL'))
     .addOption(option('--max-p95 <ms>', 'fail if the corrected p95 latency exceeds this many ms', 'SVC_MAX_P95').argParser(parseDuration))
     .addOption(option('--max-error-rate <r>', 'fail if (errors + dropped) / requests exceeds this (0 to 1)', 'SVC_MAX_ERROR_RATE').argParser(ratio))
+    .addOption(ingestTokenOption('send Authorization: Bearer <token> with every event'))
+    .addOption(readTokenOption('send Authorization: Bearer <token> with every read and verification'))
     .addOption(option('--json <file>', 'write the full report as JSON to this file', 'SVC_JSON_FILE'))
     .addHelpText(
       'after',
@@ -96,5 +98,7 @@ function engineOptions(o: Record<string, unknown>): Partial<LoadtestOptions> {
     seed: o.seed as number,
     verify: Boolean(o.verify),
     verifyUrl: (o.verifyUrl as string | undefined) ?? '',
+    ingestToken: (o.ingestToken as string | undefined) ?? '',
+    readToken: (o.readToken as string | undefined) ?? '',
   };
 }

@@ -3,6 +3,7 @@ import type { ReadPreferenceMode, W } from 'mongodb';
 import type { DaemonOptions } from '../http/daemon.js';
 import type { StoreOptions } from '../store/open-store.js';
 import { DEFAULTS } from '../defaults.js';
+import { LOG_LEVELS, type LogLevel } from '../log.js';
 
 /** Options shared by several commands, each readable from an SVC_* environment variable. */
 
@@ -109,6 +110,16 @@ const shutdownTimeoutOption = () =>
     .default(DEFAULTS.shutdownTimeoutMs, '30s')
     .argParser(duration);
 export const jsonOption = () => new Option('--json', 'print one JSON object per line');
+const logLevelOption = () =>
+  option('--log-level <level>', 'least severe log line printed (the "listening" line always is)', 'SVC_LOG_LEVEL')
+    .choices(LOG_LEVELS)
+    .default('info');
+// Tokens are better passed in the environment: a command line is visible to every user in `ps`.
+// The same variables configure the daemons and the commands that talk to them.
+export const ingestTokenOption = (description = 'require Authorization: Bearer <token> on the ingestion routes') =>
+  option('--ingest-token <token>', description, 'SVC_INGEST_TOKEN');
+export const readTokenOption = (description = 'require Authorization: Bearer <token> on GET /domains/:domain') =>
+  option('--read-token <token>', description, 'SVC_READ_TOKEN');
 
 /** The listening, process and timeout options every daemon takes. */
 export function addDaemonOptions(command: Command, port: number): Command {
@@ -118,7 +129,8 @@ export function addDaemonOptions(command: Command, port: number): Command {
     .addOption(workersOption())
     .addOption(requestTimeoutOption())
     .addOption(keepAliveTimeoutOption())
-    .addOption(shutdownTimeoutOption());
+    .addOption(shutdownTimeoutOption())
+    .addOption(logLevelOption());
 }
 
 export function daemonOptionsFrom(name: string, options: Record<string, unknown>): DaemonOptions {
@@ -130,5 +142,6 @@ export function daemonOptionsFrom(name: string, options: Record<string, unknown>
     requestTimeoutMs: options.requestTimeout as number,
     keepAliveTimeoutMs: options.keepAliveTimeout as number,
     shutdownTimeoutMs: options.shutdownTimeout as number,
+    logLevel: options.logLevel as LogLevel,
   };
 }

@@ -6,9 +6,11 @@ import {
   addDaemonOptions,
   addStoreOptions,
   daemonOptionsFrom,
+  ingestTokenOption,
   option,
   parseDuration,
   parseInteger,
+  readTokenOption,
   storeOptionsFrom,
   thresholdOption,
 } from './options.js';
@@ -46,6 +48,18 @@ export function serveHttpCommand(): Command {
         .default(DEFAULTS.maxBody)
         .argParser(parseInteger(1)),
     )
+    .addOption(
+      option('--max-batch-lines <n>', 'most lines in one POST /events body (413 beyond)', 'SVC_MAX_BATCH_LINES')
+        .default(DEFAULTS.maxBatchLines)
+        .argParser(parseInteger(1)),
+    )
+    .addOption(
+      option('--max-body-memory <bytes>', 'POST bodies held in memory at once, in total (503 beyond; at least --max-body)', 'SVC_MAX_BODY_MEMORY')
+        .default(DEFAULTS.maxBodyMemory)
+        .argParser(parseInteger(1)),
+    )
+    .addOption(ingestTokenOption())
+    .addOption(readTokenOption())
     .action(async (options) => {
       await runDaemon(daemonOptionsFrom('serve-http', options), () =>
         createIngestApp({
@@ -56,6 +70,10 @@ export function serveHttpCommand(): Command {
           maxPending: options.maxPending,
           maxInFlight: options.maxInFlight,
           maxBody: options.maxBody,
+          maxBatchLines: options.maxBatchLines,
+          maxBodyMemory: options.maxBodyMemory,
+          ingestToken: options.ingestToken,
+          readToken: options.readToken,
         }),
       );
     });

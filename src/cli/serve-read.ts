@@ -2,7 +2,16 @@ import { Command } from 'commander';
 import { DEFAULTS } from '../defaults.js';
 import { createReadApp } from '../http/apps.js';
 import { runDaemon } from '../http/daemon.js';
-import { addDaemonOptions, addStoreOptions, daemonOptionsFrom, option, parseInteger, storeOptionsFrom, thresholdOption } from './options.js';
+import {
+  addDaemonOptions,
+  addStoreOptions,
+  daemonOptionsFrom,
+  option,
+  parseInteger,
+  readTokenOption,
+  storeOptionsFrom,
+  thresholdOption,
+} from './options.js';
 
 export function serveReadCommand(): Command {
   const command = new Command('serve-read').description(
@@ -17,9 +26,10 @@ export function serveReadCommand(): Command {
         .default(DEFAULTS.cacheSize)
         .argParser(parseInteger(0)),
     )
+    .addOption(readTokenOption())
     .action(async (options) => {
       await runDaemon(daemonOptionsFrom('serve-read', options), () =>
-        createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize }),
+        createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize, readToken: options.readToken }),
       );
     });
 }

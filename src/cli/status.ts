@@ -4,7 +4,7 @@ import { normalizeDomain } from '../core/domain.js';
 import { ValidationError } from '../core/errors.js';
 import type { DomainReport } from '../core/status.js';
 import { openStore } from '../store/open-store.js';
-import { addStoreOptions, jsonOption, option, storeOptionsFrom, thresholdOption } from './options.js';
+import { addStoreOptions, jsonOption, option, readTokenOption, storeOptionsFrom, thresholdOption } from './options.js';
 import { ExitCode } from './exit.js';
 
 export function statusCommand(): Command {
@@ -13,6 +13,7 @@ export function statusCommand(): Command {
     .argument('<domain...>', 'domain names (any case, internationalised names allowed)');
   return addStoreOptions(command, { reads: true })
     .addOption(option('--url <url>', 'ask a running serve-http or serve-read instead of reading the store', 'SVC_URL'))
+    .addOption(readTokenOption('with --url: send Authorization: Bearer <token>'))
     .addOption(thresholdOption())
     .addOption(jsonOption())
     .addHelpText('after', '\nExit codes: 0 all answered, 1 store or network error, 2 an invalid domain (the valid ones are still printed).')
@@ -29,16 +30,16 @@ export function statusCommand(): Command {
         }
       }
       const unique = [...new Set(domains)];
-      const reports = options.url ? await fetchRemote(options.url, unique) : await readStore(unique, options);
+      const reports = options.url ? await fetchRemote(options.url, unique, options.readToken) : await readStore(unique, options);
       process.stdout.write(options.json ? reports.map((r) => JSON.stringify(r) + '\n').join('') : formatTable(reports));
       if (invalid) process.exitCode = ExitCode.Usage;
     });
 }
 
-async function fetchRemote(url: string, domains: string[]): Promise<DomainReport[]> {
+async function fetchRemote(url: string, domains: string[], token: string | undefined): Promise<DomainReport[]> {
   // undici is loaded only for --url.
   const { fetchReports } = await import('../client/remote-reader.js');
-  return fetchReports(url, domains);
+  return fetchReports(url, domains, token);
 }
 
 async function readStore(domains: string[], options: Record<string, unknown>): Promise<DomainReport[]> {

@@ -1,19 +1,21 @@
 import { Pool } from 'undici';
 import { StoreUnavailableError } from '../core/errors.js';
+import { bearerHeaders } from './bearer.js';
 import type { DomainReport } from '../core/status.js';
 
 const CONCURRENCY = 32;
 
 /** Asks a running serve-http or serve-read for many domains at once over keep-alive connections. */
-export async function fetchReports(baseUrl: string, domains: readonly string[], timeoutMs = 10_000): Promise<DomainReport[]> {
+export async function fetchReports(baseUrl: string, domains: readonly string[], token?: string, timeoutMs = 10_000): Promise<DomainReport[]> {
   const pool = new Pool(baseUrl, { connections: Math.min(CONCURRENCY, domains.length || 1), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   try {
+    const headers = bearerHeaders(token);
     const reports = new Array<DomainReport>(domains.length);
     let next = 0;
     const worker = async () => {
       while (next < domains.length) {
         const index = next++;
-        reports[index] = await fetchReport(pool, domains[index]!);
+        reports[index] = await fetchReport(pool, domains[index]!, headers);
       }
     };
     await Promise.all(Array.from({ length: Math.min(CONCURRENCY, domains.length) }, worker));
@@ -23,10 +25,10 @@ export async function fetchReports(baseUrl: string, domains: readonly string[], 
   }
 }
 
-async function fetchReport(pool: Pool, domain: string): Promise<DomainReport> {
+async function fetchReport(pool: Pool, domain: string, headers: Record<string, string>): Promise<DomainReport> {
   let response;
   try {
-    response = await pool.request({ method: 'GET', path: `/domains/${encodeURIComponent(domain)}` });
+    response = await pool.request({ method: 'GET', path: `/domains/${encodeURIComponent(domain)}`, headers });
   } catch (error) {
     throw new StoreUnavailableError(`cannot reach the service: ${(error as Error).message}`, { cause: error });
   }

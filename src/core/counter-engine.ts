@@ -2,6 +2,7 @@ import type { CounterStore } from '../store/counter-store.js';
 import type { DomainCounts } from './status.js';
 import type { DomainEvent, EventType } from './event.js';
 import { OverloadedError, ShuttingDownError, StoreUnavailableError, SvcError } from './errors.js';
+import { NO_INGEST_OBSERVER, type IngestObserver } from './ingest-observer.js';
 
 export interface EngineOptions {
   /** A batch is sealed once it holds this many distinct domains. */
@@ -24,6 +25,8 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
 class Batch {
   readonly deltas = new Map<string, DomainCounts>();
   events = 0;
+  /** Of `events`; the rest are deliveries. */
+  bounced = 0;
   /** Set when the batch may be committed as soon as a commit slot is free. */
   ready = false;
   timer: NodeJS.Timeout | undefined;
@@ -49,6 +52,7 @@ class Batch {
     }
     counts[type]++;
     this.events++;
+    if (type === 'bounced') this.bounced++;
   }
 }
 
@@ -69,6 +73,7 @@ export interface EngineStats {
 export class CounterEngine {
   readonly #store: CounterStore;
   readonly #options: EngineOptions;
+  readonly #observer: IngestObserver;
   #open: Batch | undefined;
   readonly #sealed: Batch[] = [];
   #inFlight = 0;
@@ -77,9 +82,10 @@ export class CounterEngine {
   #idleWaiters: Array<() => void> = [];
   readonly #stats = { committedBatches: 0, committedEvents: 0, failedBatches: 0 };
 
-  constructor(store: CounterStore, options: Partial<EngineOptions> = {}) {
+  constructor(store: CounterStore, options: Partial<EngineOptions> = {}, observer: IngestObserver = NO_INGEST_OBSERVER) {
     this.#store = store;
     this.#options = { ...DEFAULT_ENGINE_OPTIONS, ...options };
+    this.#observer = observer;
   }
 
   /** Counts one event; resolves once it is committed. */
@@ -120,8 +126,14 @@ export class CounterEngine {
   }
 
   #admit(events: number, maxNewDomains: number): void {
-    if (this.#closing) throw new ShuttingDownError();
-    if (this.#pending + events > this.#options.maxPending && this.#pending > 0) throw new OverloadedError();
+    if (this.#closing) {
+      this.#observer.rejected('shutting_down', events);
+      throw new ShuttingDownError();
+    }
+    if (this.#pending + events > this.#options.maxPending && this.#pending > 0) {
+      this.#observer.rejected('overloaded', events);
+      throw new OverloadedError();
+    }
     this.#pending += events;
     // Keep one request's events in one batch: were they split, a failed half would make the
     // client retry the committed half too.
@@ -175,14 +187,19 @@ export class CounterEngine {
 
   #commit(batch: Batch): void {
     this.#inFlight++;
+    const started = performance.now();
     this.#store.applyBatch(batch.deltas).then(
       () => {
+        const seconds = (performance.now() - started) / 1000;
+        this.#observer.committed(batch.deltas.size, batch.events - batch.bounced, batch.bounced, seconds);
         this.#stats.committedBatches++;
         this.#stats.committedEvents += batch.events;
         this.#settle(batch);
         batch.resolve();
       },
       (error: unknown) => {
+        this.#observer.commitFailed(batch.deltas.size, batch.events, (performance.now() - started) / 1000);
+        this.#observer.rejected('store_unavailable', batch.events);
         this.#stats.failedBatches++;
         this.#settle(batch);
         batch.reject(error instanceof SvcError ? error : new StoreUnavailableError('store write failed', { cause: error }));

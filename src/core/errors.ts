@@ -18,9 +18,28 @@ export class SvcError extends Error {
   }
 }
 
+/**
+ * Why an event or NDJSON line was not counted, as a small fixed set (a metric label must not take
+ * the free-text message, whose values are unbounded).
+ */
+export const REJECT_REASONS = [
+  'invalid_domain',
+  'invalid_type',
+  'invalid_json',
+  'line_too_long',
+  'invalid_input',
+  'overloaded',
+  'shutting_down',
+  'store_unavailable',
+] as const;
+export type RejectReason = (typeof REJECT_REASONS)[number];
+
 /** Input that can never succeed as sent: a bad domain, event type, line or option. */
 export class ValidationError extends SvcError {
-  constructor(message: string) {
+  constructor(
+    message: string,
+    readonly reason: RejectReason = 'invalid_input',
+  ) {
     super('SVC_INVALID_INPUT', message);
   }
 }
@@ -28,6 +47,13 @@ export class ValidationError extends SvcError {
 export class PayloadTooLargeError extends SvcError {
   constructor(limit: number) {
     super('SVC_PAYLOAD_TOO_LARGE', `body exceeds ${limit} bytes`);
+  }
+}
+
+/** An NDJSON batch with more lines than one request may carry. */
+export class TooManyLinesError extends SvcError {
+  constructor(limit: number) {
+    super('SVC_PAYLOAD_TOO_LARGE', `batch has more than ${limit} lines`);
   }
 }
 

@@ -14,8 +14,8 @@ export const MAX_LINE_LENGTH = 4096;
 
 export function parseEventType(value: unknown): EventType {
   if (value === 'delivered' || value === 'bounced') return value;
-  if (typeof value !== 'string') throw new ValidationError('type must be "delivered" or "bounced"');
-  throw new ValidationError(`unknown event type ${JSON.stringify(value.slice(0, 40))}`);
+  if (typeof value !== 'string') throw new ValidationError('type must be "delivered" or "bounced"', 'invalid_type');
+  throw new ValidationError(`unknown event type ${JSON.stringify(value.slice(0, 40))}`, 'invalid_type');
 }
 
 // The two shapes every event producer writes, matched without a JSON parser: a string without
@@ -90,7 +90,7 @@ export function parseEventLine(line: string): DomainEvent {
  * times (replay) normalises each distinct name once. Checks the type before the domain.
  */
 export function parseRawEventLine(line: string): DomainEvent {
-  if (line.length > MAX_LINE_LENGTH) throw new ValidationError(`line is longer than ${MAX_LINE_LENGTH} characters`);
+  if (line.length > MAX_LINE_LENGTH) throw new ValidationError(`line is longer than ${MAX_LINE_LENGTH} characters`, 'line_too_long');
   if (scanCanonical(line, scratch)) return { domain: line.slice(CANONICAL_DOMAIN_START, scratch.domainEnd), type: scratch.type };
   const domainFirst = DOMAIN_FIRST.exec(line);
   if (domainFirst) return { type: parseEventType(domainFirst[2]), domain: domainFirst[1]! };
@@ -100,12 +100,12 @@ export function parseRawEventLine(line: string): DomainEvent {
   try {
     value = JSON.parse(line);
   } catch {
-    throw new ValidationError('line is not valid JSON');
+    throw new ValidationError('line is not valid JSON', 'invalid_json');
   }
   if (typeof value !== 'object' || value === null || Array.isArray(value)) {
-    throw new ValidationError('line is not a JSON object');
+    throw new ValidationError('line is not a JSON object', 'invalid_json');
   }
   const { domain, type } = value as { domain?: unknown; type?: unknown };
-  if (typeof domain !== 'string') throw new ValidationError('domain is missing or not a string');
+  if (typeof domain !== 'string') throw new ValidationError('domain is missing or not a string', 'invalid_domain');
   return { type: parseEventType(type), domain };
 }

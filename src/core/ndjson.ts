@@ -1,4 +1,4 @@
-import { SvcError } from './errors.js';
+import { SvcError, TooManyLinesError, ValidationError, type RejectReason } from './errors.js';
 import { parseEventLine, type DomainEvent } from './event.js';
 
 export interface LineError {
@@ -15,9 +15,16 @@ export interface ParsedBatch {
 
 /**
  * Parses an NDJSON body of events. Blank lines are skipped, CRLF is accepted, and each bad line
- * is counted (never thrown) so that the good lines of a batch still count.
+ * is counted (never thrown) so that the good lines of a batch still count; `onRejected` hears
+ * the reason of every one of them, not only of the first `maxErrors`. A body of more than
+ * `maxLines` lines (blank ones included: they cost work too) throws TooManyLinesError.
  */
-export function parseNdjsonBatch(text: string, maxErrors = 10): ParsedBatch {
+export function parseNdjsonBatch(
+  text: string,
+  maxErrors = 10,
+  onRejected?: (reason: RejectReason) => void,
+  maxLines = Number.POSITIVE_INFINITY,
+): ParsedBatch {
   const events: DomainEvent[] = [];
   const errors: LineError[] = [];
   let rejected = 0;
@@ -26,7 +33,7 @@ export function parseNdjsonBatch(text: string, maxErrors = 10): ParsedBatch {
   while (start < text.length) {
     let end = text.indexOf('\n', start);
     if (end === -1) end = text.length;
-    lineNumber++;
+    if (++lineNumber > maxLines) throw new TooManyLinesError(maxLines);
     let line = text.slice(start, end);
     start = end + 1;
     if (line.endsWith('\r')) line = line.slice(0, -1);
@@ -36,6 +43,7 @@ export function parseNdjsonBatch(text: string, maxErrors = 10): ParsedBatch {
     } catch (error) {
       if (!(error instanceof SvcError)) throw error;
       rejected++;
+      onRejected?.(error instanceof ValidationError ? error.reason : 'invalid_input');
       if (errors.length < maxErrors) errors.push({ line: lineNumber, reason: error.message });
     }
   }

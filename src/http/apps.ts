@@ -2,8 +2,15 @@ import type { RequestListener } from 'node:http';
 import { CounterEngine, type EngineOptions } from '../core/counter-engine.js';
 import { DomainReader } from '../core/domain-reader.js';
 import { openStore, type StoreOptions } from '../store/open-store.js';
+import { WatchedStore } from '../store/watched-store.js';
+import { requireToken } from './auth.js';
+import { metricsRoutes } from './metrics-route.js';
 import { createRouter } from './router.js';
-import { ingestRoutes, readRoutes } from './routes.js';
+import { healthRoutes, ingestRoutes, statusRoutes, type BatchLimits } from './routes.js';
+
+// Loaded when a daemon starts rather than at import: prom-client would cost every other command
+// (`svc status`…) a tenth of a second at start.
+const loadMetrics = () => import('../metrics/index.js');
 
 /** What a daemon serves, and how to put it away once the server has stopped taking requests. */
 export interface App {
@@ -12,18 +19,35 @@ export interface App {
   close(): Promise<void>;
 }
 
-export interface IngestAppOptions extends StoreOptions, EngineOptions {
+/** Bearer tokens; a route group without one is open. */
+export interface TokenOptions {
+  ingestToken?: string;
+  readToken?: string;
+}
+
+export interface IngestAppOptions extends StoreOptions, EngineOptions, TokenOptions, BatchLimits {
   threshold: number;
-  maxBody: number;
 }
 
 /** serve-http: ingestion plus the read routes, so one process serves the whole API. */
 export async function createIngestApp(options: IngestAppOptions): Promise<App> {
-  const store = await openStore(options);
-  const engine = new CounterEngine(store, options);
+  const { createMetrics, engineGauges, ingestMetrics } = await loadMetrics();
+  const metrics = createMetrics();
+  const store = new WatchedStore(await openStore(options), metrics.store);
+  const ingest = ingestMetrics(metrics.registry);
+  const engine = new CounterEngine(store, options, ingest);
+  engineGauges(metrics.registry, () => engine.stats);
   const reader = new DomainReader(store, options.threshold);
   return {
-    listener: createRouter([...ingestRoutes(engine, options.maxBody), ...readRoutes(store, reader)]),
+    listener: createRouter(
+      [
+        ...healthRoutes(store),
+        ...metricsRoutes(metrics),
+        ...requireToken(ingestRoutes(engine, options, ingest), options.ingestToken),
+        ...requireToken(statusRoutes(reader), options.readToken),
+      ],
+      metrics.requests,
+    ),
     async close() {
       await engine.close();
       await store.close();
@@ -31,17 +55,23 @@ export async function createIngestApp(options: IngestAppOptions): Promise<App> {
   };
 }
 
-export interface ReadAppOptions extends StoreOptions {
+export interface ReadAppOptions extends StoreOptions, Pick<TokenOptions, 'readToken'> {
   threshold: number;
   cacheSize: number;
 }
 
 /** serve-read: status reads only, with a cache of answers that can no longer change. */
 export async function createReadApp(options: ReadAppOptions): Promise<App> {
-  const store = await openStore(options);
+  const { cacheMetrics, createMetrics } = await loadMetrics();
+  const metrics = createMetrics();
+  const store = new WatchedStore(await openStore(options), metrics.store);
   const reader = new DomainReader(store, options.threshold, options.cacheSize);
+  if (reader.cacheStats) cacheMetrics(metrics.registry, () => reader.cacheStats!);
   return {
-    listener: createRouter(readRoutes(store, reader)),
+    listener: createRouter(
+      [...healthRoutes(store), ...metricsRoutes(metrics), ...requireToken(statusRoutes(reader), options.readToken)],
+      metrics.requests,
+    ),
     close: () => store.close(),
   };
 }

@@ -1,8 +1,13 @@
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { log } from '../log.js';
+import { announce, log, setLogLevel, type LogLevel } from '../log.js';
 import type { App } from './apps.js';
+import { answerClientError } from './client-error.js';
+import { httpServerOptions } from './server-options.js';
+
+/** At least this long for the store to commit what is pending on shutdown. */
+const CLOSE_GRACE_MS = 5_000;
 
 export interface DaemonOptions {
   name: string;
@@ -12,6 +17,7 @@ export interface DaemonOptions {
   requestTimeoutMs: number;
   keepAliveTimeoutMs: number;
   shutdownTimeoutMs: number;
+  logLevel: LogLevel;
 }
 
 /**
@@ -20,7 +26,10 @@ export interface DaemonOptions {
  * a graceful shutdown on SIGTERM or SIGINT.
  */
 export async function runDaemon(options: DaemonOptions, createApp: () => Promise<App>): Promise<void> {
+  setLogLevel(options.logLevel);
   if (options.workers > 1 && cluster.isPrimary) {
+    // Before any worker exists, so that none can ask for the cluster's metrics unanswered.
+    (await import('../metrics/index.js')).serveClusterMetrics();
     runPrimary(options);
     return;
   }
@@ -32,11 +41,7 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
   let active = 0;
   let draining = false;
   const server = createServer(
-    {
-      requestTimeout: options.requestTimeoutMs,
-      headersTimeout: Math.min(options.requestTimeoutMs, 60_000),
-      keepAliveTimeout: options.keepAliveTimeoutMs,
-    },
+    httpServerOptions(options),
     (req, res) => {
       active++;
       res.once('close', () => active--);
@@ -45,9 +50,13 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
       app.listener(req, res);
     },
   );
+  // Parse errors, oversized headers and timeouts get a JSON answer like every other error.
+  server.on('clientError', answerClientError);
   await listen(server, options.port, options.host);
   const { port } = server.address() as AddressInfo;
-  log('info', cluster.isWorker ? 'worker listening' : 'listening', { daemon: options.name, url: `http://${options.host}:${port}` });
+  const where = { daemon: options.name, url: `http://${options.host}:${port}` };
+  if (cluster.isWorker) log('info', 'worker listening', where);
+  else announce('listening', where);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -60,13 +69,24 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
     server.closeIdleConnections();
     // Requests in flight are waiting for their batch; let them get their answer.
     while (active > 0 && Date.now() < deadline) await sleep(10);
-    await app.close();
+    // A store that hangs must not keep the process for ever; what it did not commit was never acknowledged.
+    const closed = await Promise.race([app.close().then(() => true), sleep(Math.max(CLOSE_GRACE_MS, deadline - Date.now())).then(() => false)]);
     server.closeAllConnections();
+    if (!closed) log('error', 'the store did not close in time; events still pending were not acknowledged', { daemon: options.name });
     log('info', 'stopped', { daemon: options.name, unfinishedRequests: active });
-    process.exit(0);
+    process.exit(closed ? 0 : 1);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  if (cluster.isWorker) {
+    // When the primary dies (kill -9), node:cluster makes its workers exit at once, possibly in the
+    // middle of an LMDB write, which then never lets the process go. Shut down as on SIGTERM instead.
+    const worker = cluster.worker!;
+    worker.once('disconnect', () => {
+      worker.exitedAfterDisconnect = true;
+      void stop('primary gone');
+    });
+  }
 }
 
 function runPrimary(options: DaemonOptions): void {
@@ -79,7 +99,7 @@ function runPrimary(options: DaemonOptions): void {
   cluster.on('listening', (_worker, address) => {
     listening++;
     if (listening === options.workers) {
-      log('info', 'listening', { daemon: options.name, url: `http://${options.host}:${address.port}`, workers: options.workers });
+      announce('listening', { daemon: options.name, url: `http://${options.host}:${address.port}`, workers: options.workers });
     }
   });
   cluster.on('exit', (worker, code, signal) => {

@@ -36,6 +36,8 @@ export function sendJson(res: ServerResponse, status: number, body: unknown, hea
  * is logged and answered with a bare 500, so no internal detail reaches a client.
  */
 export function sendError(res: ServerResponse, error: unknown): void {
+  // The client went away mid-request (Node's "aborted"): nobody is left to answer, nothing went wrong here.
+  if (res.destroyed && (error as NodeJS.ErrnoException | undefined)?.code === 'ECONNRESET') return;
   if (res.headersSent) {
     res.destroy();
     return;

@@ -1,17 +1,18 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { CounterEngine } from '../core/counter-engine.js';
 import type { DomainReader } from '../core/domain-reader.js';
-import { ValidationError } from '../core/errors.js';
-import { parseEventType } from '../core/event.js';
+import { ValidationError, type RejectReason } from '../core/errors.js';
+import { parseEventType, type EventType } from '../core/event.js';
+import { NO_INGEST_OBSERVER, type IngestObserver } from '../core/ingest-observer.js';
 import { parseNdjsonBatch } from '../core/ndjson.js';
 import type { CounterStore } from '../store/counter-store.js';
-import { readBody } from './body.js';
+import { BodyBudget, readBody } from './body.js';
 import { sendJson } from './http-error.js';
 import { domainFromSegment } from './path.js';
 import type { Route } from './router.js';
 
-/** Routes every daemon serves: health, readiness and status reads. */
-export function readRoutes(store: CounterStore, reader: DomainReader): Route[] {
+/** Health and readiness: every daemon serves them, without a token (orchestrators probe them). */
+export function healthRoutes(store: CounterStore): Route[] {
   return [
     { pattern: ['healthz'], methods: { GET: (_req, res) => sendJson(res, 200, { status: 'ok' }) } },
     {
@@ -27,8 +28,14 @@ export function readRoutes(store: CounterStore, reader: DomainReader): Route[] {
         },
       },
     },
+  ];
+}
+
+/** Status reads: every daemon serves them. */
+export function statusRoutes(reader: DomainReader): Route[] {
+  return [
     {
-      pattern: ['domains', '*'],
+      pattern: ['domains', ':domain'],
       methods: {
         GET: async (_req, res, [segment]) => sendJson(res, 200, await reader.report(domainFromSegment(segment!))),
       },
@@ -36,26 +43,55 @@ export function readRoutes(store: CounterStore, reader: DomainReader): Route[] {
   ];
 }
 
+/** What one POST /events may carry, and all of them at once. */
+export interface BatchLimits {
+  /** Bytes of one body (413 beyond). */
+  maxBody: number;
+  /** Lines of one body (413 beyond). */
+  maxBatchLines: number;
+  /** Bytes of all bodies held at once (503 beyond); never less than maxBody. */
+  maxBodyMemory: number;
+}
+
+interface BatchPolicy extends BatchLimits {
+  budget: BodyBudget;
+}
+
 /** The ingestion routes of serve-http. */
-export function ingestRoutes(engine: CounterEngine, maxBody: number): Route[] {
+export function ingestRoutes(engine: CounterEngine, limits: BatchLimits, observer: IngestObserver = NO_INGEST_OBSERVER): Route[] {
+  const policy: BatchPolicy = { ...limits, budget: new BodyBudget(Math.max(limits.maxBodyMemory, limits.maxBody)) };
   return [
-    { pattern: ['events', '*', '*'], methods: { PUT: (req, res, params) => putEvent(engine, req, res, params) } },
-    { pattern: ['events'], methods: { POST: (req, res) => postEvents(engine, maxBody, req, res) } },
+    { pattern: ['events', ':domain', ':type'], methods: { PUT: (req, res, params) => putEvent(engine, observer, req, res, params) } },
+    { pattern: ['events'], methods: { POST: (req, res) => postEvents(engine, observer, policy, req, res) } },
   ];
 }
 
-async function putEvent(engine: CounterEngine, req: IncomingMessage, res: ServerResponse, [domainSegment, typeSegment]: string[]) {
+async function putEvent(
+  engine: CounterEngine,
+  observer: IngestObserver,
+  req: IncomingMessage,
+  res: ServerResponse,
+  [domainSegment, typeSegment]: string[],
+) {
   // The body carries nothing we need; drain it so the connection can be reused.
   req.resume();
-  const domain = domainFromSegment(domainSegment!);
-  const type = parseEventType(typeSegment);
+  let domain: string;
+  let type: EventType;
+  try {
+    domain = domainFromSegment(domainSegment!);
+    type = parseEventType(typeSegment);
+  } catch (error) {
+    observer.rejected(error instanceof ValidationError ? error.reason : 'invalid_input', 1);
+    throw error;
+  }
   await engine.add(domain, type);
   res.writeHead(204).end();
 }
 
-async function postEvents(engine: CounterEngine, maxBody: number, req: IncomingMessage, res: ServerResponse) {
-  const body = await readBody(req, maxBody);
-  const { events, rejected, errors } = parseNdjsonBatch(body.toString('utf8'));
+async function postEvents(engine: CounterEngine, observer: IngestObserver, policy: BatchPolicy, req: IncomingMessage, res: ServerResponse) {
+  const body = await readBody(req, res, policy.maxBody, policy.budget);
+  const onRejected = (reason: RejectReason) => observer.rejected(reason, 1);
+  const { events, rejected, errors } = parseNdjsonBatch(body.toString('utf8'), 10, onRejected, policy.maxBatchLines);
   if (events.length === 0) {
     if (rejected === 0) throw new ValidationError('body holds no events');
     sendJson(res, 400, { error: 'no valid events', accepted: 0, rejected, errors });

@@ -1,4 +1,5 @@
 import type { Dispatcher, Pool } from 'undici';
+import { bearerHeaders } from '../client/bearer.js';
 import { Random, mix32 } from '../workload/random.js';
 import type { Workload, WorkloadEvent } from '../workload/workload.js';
 import { Deadlines, type Deadline } from './deadlines.js';
@@ -44,6 +45,10 @@ export class Generator implements PacedSender {
   // may have been counted twice, which the ledger records as indefinite (see Exchange.attempts).
   readonly #idempotent: boolean;
   readonly #deadlines: Deadlines;
+  // Built once: a header object per request would be garbage at 100k requests/s.
+  readonly #readHeaders: Record<string, string>;
+  readonly #putHeaders: Record<string, string>;
+  readonly #postHeaders: Record<string, string>;
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
@@ -60,6 +65,9 @@ export class Generator implements PacedSender {
     this.#slots = options.options.connections * options.options.pipelining;
     this.#idempotent = options.options.pipelining > 1;
     this.#deadlines = new Deadlines(options.options.timeoutMs);
+    this.#readHeaders = bearerHeaders(options.options.readToken);
+    this.#putHeaders = bearerHeaders(options.options.ingestToken);
+    this.#postHeaders = { ...NDJSON, ...this.#putHeaders };
   }
 
   ready(): boolean {
@@ -73,11 +81,17 @@ export class Generator implements PacedSender {
     if (this.#readRatio > 0 && this.#readDecisions.next() < this.#readRatio) {
       const name = this.#workload.name(this.#workload.sampleDomain());
       exchange = new Exchange(this, due, NO_EVENTS, false);
-      request = { method: 'GET', path: `/domains/${name}`, blocking: false };
+      request = { method: 'GET', path: `/domains/${name}`, headers: this.#readHeaders, blocking: false };
     } else if (this.#mode === 'event') {
       const event = this.#nextEvent();
       exchange = new Exchange(this, due, [event], false);
-      request = { method: 'PUT', path: `/events/${this.#workload.name(event.index)}/${event.type}`, idempotent: this.#idempotent, blocking: false };
+      request = {
+        method: 'PUT',
+        path: `/events/${this.#workload.name(event.index)}/${event.type}`,
+        headers: this.#putHeaders,
+        idempotent: this.#idempotent,
+        blocking: false,
+      };
     } else {
       const events = new Array<WorkloadEvent>(this.#batchSize);
       let body = '';
@@ -86,7 +100,7 @@ export class Generator implements PacedSender {
         body += `{"domain":"${this.#workload.name(event.index)}","type":"${event.type}"}\n`;
       }
       exchange = new Exchange(this, due, events, true);
-      request = { method: 'POST', path: '/events', headers: NDJSON, body, idempotent: this.#idempotent, blocking: false };
+      request = { method: 'POST', path: '/events', headers: this.#postHeaders, body, idempotent: this.#idempotent, blocking: false };
     }
     this.#inFlight++;
     this.#stats.sentOne(due, now, exchange.events.length, queued);
@@ -137,7 +151,9 @@ export class Generator implements PacedSender {
   failed(exchange: Exchange, error: Error): void {
     this.#stats.failed(exchange.due, failureKind(error));
     for (const event of exchange.events) this.#record(exchange, event, 'indefinite');
-    this.#done(exchange);
+    // undici fails every request queued on a connection that could not be made in one loop, then
+    // asserts that none was added meanwhile: a request sent from inside it would crash the process.
+    this.#done(exchange, true);
   }
 
   #record(exchange: Exchange, event: WorkloadEvent, outcome: Outcome): void {
@@ -153,10 +169,11 @@ export class Generator implements PacedSender {
     return event;
   }
 
-  #done(exchange: Exchange): void {
+  #done(exchange: Exchange, later = false): void {
     this.#deadlines.remove(exchange);
     this.#inFlight--;
-    this.#onFree();
+    if (later) queueMicrotask(this.#onFree);
+    else this.#onFree();
     if (this.#inFlight === 0 && this.#idle) {
       this.#idle();
       this.#idle = undefined;

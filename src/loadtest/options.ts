@@ -32,6 +32,9 @@ export interface LoadtestOptions {
   verify: boolean;
   /** Where to read counts back; '' means the target. */
   verifyUrl: string;
+  /** Bearer tokens for the ingestion routes and for reads; '' sends none. */
+  ingestToken: string;
+  readToken: string;
   /** A request sent more than this after its due time counts as late. */
   lateToleranceMs: number;
 }
@@ -54,6 +57,8 @@ export const DEFAULT_LOADTEST_OPTIONS = {
   seed: DEFAULT_WORKLOAD_OPTIONS.seed,
   verify: false,
   verifyUrl: '',
+  ingestToken: '',
+  readToken: '',
   lateToleranceMs: 10,
 } as const satisfies LoadtestOptions;
 

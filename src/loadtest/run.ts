@@ -94,6 +94,7 @@ export async function runLoadtest(input: Partial<LoadtestOptions>, hooks: Loadte
       url: options.verifyUrl,
       connections: Math.min(VERIFY_CONNECTIONS.max, Math.max(VERIFY_CONNECTIONS.min, options.connections)),
       timeoutMs: options.timeoutMs,
+      token: options.readToken,
       name: (index) => run.workload.name(index),
     });
   }

@@ -1,4 +1,5 @@
 import { Pool } from 'undici';
+import { bearerHeaders } from '../client/bearer.js';
 import type { EventType } from '../core/event.js';
 import type { DomainCounts } from '../core/status.js';
 import type { DomainLedger, Ledger } from './ledger.js';
@@ -40,6 +41,8 @@ export interface VerifyOptions {
   url: string;
   connections: number;
   timeoutMs: number;
+  /** Bearer token for the reads; '' sends none. */
+  token: string;
   /** The name of a domain index. */
   name: (index: number) => string;
 }
@@ -72,12 +75,13 @@ export async function verifyCounts(ledger: Ledger, options: VerifyOptions): Prom
     connectTimeout: options.timeoutMs,
   });
   const domains = ledger.domains();
+  const headers = bearerHeaders(options.token);
   const worker = async (): Promise<void> => {
     for (let next = domains.next(); !next.done; next = domains.next()) {
       const expected = next.value;
       const domain = options.name(expected.index);
       try {
-        compare(report, domain, expected, await readCounts(pool, domain));
+        compare(report, domain, expected, await readCounts(pool, domain, headers));
       } catch (error) {
         report.unreadable++;
         report.unreadableReason ??= `${domain}: ${(error as Error).message}`;
@@ -92,10 +96,10 @@ export async function verifyCounts(ledger: Ledger, options: VerifyOptions): Prom
   return report;
 }
 
-async function readCounts(pool: Pool, domain: string): Promise<DomainCounts> {
+async function readCounts(pool: Pool, domain: string, headers: Record<string, string>): Promise<DomainCounts> {
   for (let attempt = 1; ; attempt++) {
     try {
-      const response = await pool.request({ method: 'GET', path: `/domains/${domain}` });
+      const response = await pool.request({ method: 'GET', path: `/domains/${domain}`, headers });
       if (response.statusCode !== 200) {
         await response.body.dump();
         throw new Error(`answered ${response.statusCode}`);

@@ -92,6 +92,9 @@ export class MongoStore implements CounterStore {
       connectTimeoutMS: options.timeoutMs,
       // A server that accepted a connection but stopped answering is given twice the budget.
       socketTimeoutMS: options.timeoutMs * 2,
+      // Waiting for a pooled connection is otherwise unbounded: after the server died mid-write, a
+      // batch could wait for ever.
+      waitQueueTimeoutMS: options.timeoutMs * 2,
       appName: 'svc',
     });
     const db = this.#client.db(databaseOf(uri));

@@ -1,3 +1,4 @@
+import { expect } from 'vitest';
 import { Pool } from 'undici';
 
 export interface TestEvent {
@@ -54,4 +55,19 @@ export async function getJson(url: string, init?: RequestInit): Promise<{ status
   const res = await fetch(url, init);
   const text = await res.text();
   return { status: res.status, body: text ? JSON.parse(text) : undefined, headers: res.headers };
+}
+
+/**
+ * After a crash, for every domain: at least what was acknowledged is counted (nothing acknowledged
+ * was lost) and at most what was sent (nothing counted twice).
+ */
+export function expectNothingAcknowledgedLost(counted: Tally, acknowledged: Tally, sent: Tally): void {
+  for (const [domain, sentCounts] of sent) {
+    const c = counted.get(domain) ?? { delivered: 0, bounced: 0 };
+    const a = acknowledged.get(domain) ?? { delivered: 0, bounced: 0 };
+    expect(c.delivered, domain).toBeGreaterThanOrEqual(a.delivered);
+    expect(c.bounced, domain).toBeGreaterThanOrEqual(a.bounced);
+    expect(c.delivered, domain).toBeLessThanOrEqual(sentCounts.delivered);
+    expect(c.bounced, domain).toBeLessThanOrEqual(sentCounts.bounced);
+  }
 }
