@@ -2,23 +2,10 @@ import { describe, expect, inject, it } from 'vitest';
 import { startFerretDb, freePort } from './helpers/ferretdb.js';
 import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
 import { dropDatabase, isFerretDb, uniqueDatabaseUri } from './helpers/mongodb.js';
-import { runSvc, startDaemon } from './helpers/svc.js';
+import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
 
 const serverUri = inject('mongodbUri');
 const ferretdbBinary = inject('ferretdbBinary');
-
-async function storedCounts(store: string, domains: string[]) {
-  const result = await runSvc(['status', '--store', store, '--json', ...domains]);
-  expect(result.stderr).toBe('');
-  expect(result.code).toBe(0);
-  return new Map(
-    result.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line))
-      .map((r) => [r.domain as string, { delivered: r.delivered as number, bounced: r.bounced as number }]),
-  );
-}
 
 async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;

@@ -9,20 +9,14 @@ import type { CounterStore } from '../src/store/counter-store.js';
 import { generateLog, type Counts } from './helpers/logs.js';
 import { dropDatabase, uniqueDatabaseUri } from './helpers/mongodb.js';
 import { putEvents } from './helpers/http.js';
-import { runSvc, startDaemon, SVC_BIN, tempDir } from './helpers/svc.js';
+import { runSvc, startDaemon, storedCounts as countsInStore, SVC_BIN, tempDir } from './helpers/svc.js';
 
 const fixture = (name: string) => new URL(`../fixtures/${name}`, import.meta.url).pathname;
 const expectedOf = (name: string) => JSON.parse(readFileSync(fixture(name), 'utf8'));
 
+/** The stored counts as a plain object, the shape of the expected-counts files. */
 async function storedCounts(store: string, domains: string[]): Promise<Counts> {
-  const result = await runSvc(['status', '--store', store, '--json', ...domains]);
-  expect(result.code, result.stderr).toBe(0);
-  const counts: Counts = {};
-  for (const line of result.stdout.trim().split('\n')) {
-    const r = JSON.parse(line);
-    counts[r.domain] = { delivered: r.delivered, bounced: r.bounced };
-  }
-  return counts;
+  return Object.fromEntries(await countsInStore(store, domains));
 }
 
 async function replayJson(args: string[], input?: string) {

@@ -1,19 +1,7 @@
 import { connect } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import { expectNothingAcknowledgedLost, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
-import { runSvc, startDaemon, tempDir } from './helpers/svc.js';
-
-async function countsInStore(store: string, domains: string[]) {
-  const result = await runSvc(['status', '--store', store, '--json', ...domains]);
-  expect(result.code).toBe(0);
-  return new Map(
-    result.stdout
-      .trim()
-      .split('\n')
-      .map((line) => JSON.parse(line))
-      .map((r) => [r.domain as string, { delivered: r.delivered as number, bounced: r.bounced as number }]),
-  );
-}
+import { startDaemon, storedCounts, tempDir } from './helpers/svc.js';
 
 describe.each([1, 2])('serve-http with --workers %i', (workers) => {
   it('counts exactly across workers', async () => {
@@ -24,7 +12,7 @@ describe.each([1, 2])('serve-http with --workers %i', (workers) => {
       expect((await putEvents(daemon.url, events, 32)).every((s) => s === 204)).toBe(true);
       expect(await daemon.stop()).toBe(0);
       const expected = tally(events);
-      expect(await countsInStore(dir.path, [...expected.keys()])).toEqual(expected);
+      expect(await storedCounts(dir.path, [...expected.keys()])).toEqual(expected);
     } finally {
       await daemon.stop();
       dir.remove();
@@ -46,7 +34,7 @@ describe.each([1, 2])('serve-http with --workers %i', (workers) => {
       expect(acknowledged.length).toBeGreaterThan(0);
       expect(acknowledged.length).toBeLessThan(events.length);
       const sent = tally(events);
-      expectNothingAcknowledgedLost(await countsInStore(dir.path, [...sent.keys()]), tally(acknowledged), sent);
+      expectNothingAcknowledgedLost(await storedCounts(dir.path, [...sent.keys()]), tally(acknowledged), sent);
     } finally {
       await daemon.stop('SIGKILL');
       dir.remove();

@@ -4,8 +4,23 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
+import { expect } from 'vitest';
+import type { Tally } from './http.js';
 
 export const SVC_BIN = fileURLToPath(new URL('../../bin/svc.js', import.meta.url));
+
+/** Every domain's counts as `svc status --store` reads them from the store. */
+export async function storedCounts(store: string, domains: string[]): Promise<Tally> {
+  const result = await runSvc(['status', '--store', store, '--json', ...domains]);
+  expect(result.code, result.stderr).toBe(0);
+  expect(result.stderr).toBe('');
+  const counts: Tally = new Map();
+  for (const line of result.stdout.trim().split('\n')) {
+    const report = JSON.parse(line);
+    counts.set(report.domain, { delivered: report.delivered, bounced: report.bounced });
+  }
+  return counts;
+}
 
 export interface RunResult {
   code: number | null;
