@@ -77,6 +77,8 @@ export class MongoStore implements CounterStore {
   readonly #client: MongoClient;
   readonly #domains: Collection<DomainDocument>;
   readonly #replays: Collection<CheckpointDocument>;
+  /** Longest a write command may take before its batch fails (see #answered). */
+  readonly #deadlineMs: number;
   #profile: Promise<ServerProfile> | undefined;
   /** The write in progress, when writes must not overlap. */
   #lastWrite: Promise<unknown> = Promise.resolve();
@@ -97,6 +99,8 @@ export class MongoStore implements CounterStore {
       waitQueueTimeoutMS: options.timeoutMs * 2,
       appName: 'svc',
     });
+    // Beyond every driver timeout above, together with a server selection.
+    this.#deadlineMs = options.timeoutMs * 3;
     const db = this.#client.db(databaseOf(uri));
     this.#domains = db.collection<DomainDocument>(options.collection);
     this.#replays = db.collection<CheckpointDocument>(`${options.collection}_replays`);
@@ -264,7 +268,7 @@ export class MongoStore implements CounterStore {
   /** One unordered bulkWrite; returns the operations that failed on a duplicate key, throws on anything else. */
   async #bulkWrite(operations: Operation[], session?: ClientSession): Promise<Operation[]> {
     try {
-      await this.#domains.bulkWrite(operations, { ordered: false, session });
+      await this.#answered(this.#domains.bulkWrite(operations, { ordered: false, session }));
       return [];
     } catch (error) {
       if (!(error instanceof MongoBulkWriteError)) throw error;
@@ -281,7 +285,7 @@ export class MongoStore implements CounterStore {
   #serverProfile(): Promise<ServerProfile> {
     this.#profile ??= (async () => {
       const admin = this.#domains.db.admin();
-      const [hello, buildInfo] = await Promise.all([admin.command({ hello: 1 }), admin.command({ buildInfo: 1 })]);
+      const [hello, buildInfo] = await this.#answered(Promise.all([admin.command({ hello: 1 }), admin.command({ buildInfo: 1 })]));
       const ferretdb = buildInfo.ferretdbVersion !== undefined;
       return {
         transactions: !ferretdb && (Boolean(hello.setName) || hello.msg === 'isdbgrid'),
@@ -308,6 +312,21 @@ export class MongoStore implements CounterStore {
       if (this.#closed) throw new StoreUnavailableError('MongoDB store is closed', { cause: error });
       throw new StoreUnavailableError(`MongoDB: ${(error as Error).message}`, { cause: error });
     }
+  }
+
+  /**
+   * The driver's command, failed if it has not settled by the deadline. When the server was
+   * killed in the middle of a test's writes, a bulkWrite was seen to never settle despite every
+   * timeout the driver offers, holding its batch, and every batch after it, for ever. A write
+   * failed this way may still have been applied: like a socket timeout, it is in doubt, and its
+   * requests get 503.
+   */
+  #answered<T>(command: Promise<T>): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`no answer within ${this.#deadlineMs} ms`)), this.#deadlineMs);
+    });
+    return Promise.race([command, deadline]).finally(() => clearTimeout(timer));
   }
 
   #checkOpen(): void {
