@@ -12,9 +12,10 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Long, MongoClient } from 'mongodb';
 import { request } from 'undici';
+import { startDaemon } from './bench/processes.mjs';
 
 const { values } = parseArgs({
-  options: { events: { type: 'string', default: '20000' }, domains: { type: 'string', default: '1000' }, batch: { type: 'string', default: '1000' } },
+  options: { out: { type: 'string' }, events: { type: 'string', default: '20000' }, domains: { type: 'string', default: '1000' }, batch: { type: 'string', default: '1000' } },
 });
 const EVENTS = Number(values.events);
 const DOMAINS = Number(values.domains);
@@ -59,7 +60,8 @@ try {
   }
   console.log(`\nratio serve-http / ceiling: ${result.ratio.toFixed(2)} (server: ${server})`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
-  const file = join(root, 'bench/results', `mongo-${result.date.slice(0, 10)}.json`);
+  // --out: where `npm run bench` collects it; otherwise a dated file of its own.
+  const file = values.out ?? join(root, 'bench/results', `mongo-${result.date.slice(0, 10)}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.log(`written to ${file}`);
 } finally {
@@ -99,14 +101,8 @@ async function rawDriver(dbUri) {
 }
 
 async function throughServeHttp(dbUri) {
-  const child = spawn(process.execPath, [join(root, 'bin/svc.js'), 'serve-http', '--port', '0', '--store', dbUri], { stdio: ['ignore', 'pipe', 'inherit'] });
-  const url = await new Promise((resolve, reject) => {
-    child.stdout.on('data', (chunk) => {
-      const match = /"msg":"listening".*?"url":"([^"]+)"/.exec(String(chunk));
-      if (match) resolve(match[1]);
-    });
-    child.on('exit', (code) => reject(new Error(`serve-http exited with ${code}`)));
-  });
+  const daemon = await startDaemon([join(root, 'bin/svc.js'), 'serve-http', '--port', '0', '--store', dbUri]);
+  const { url } = daemon;
   let upserts = 0;
   const started = performance.now();
   for (const batch of batches) {
@@ -117,8 +113,7 @@ async function throughServeHttp(dbUri) {
     upserts += new Set(batch.map((e) => e.domain)).size;
   }
   const seconds = (performance.now() - started) / 1000;
-  child.kill('SIGTERM');
-  await new Promise((resolve) => child.on('exit', resolve));
+  await daemon.stop();
   const client = new MongoClient(dbUri);
   await client.db().dropDatabase();
   await client.close();

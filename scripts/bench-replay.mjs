@@ -4,7 +4,7 @@
 // thread (no aggregation, no store, no fingerprint). Replay itself parses on every core by default,
 // so it is also measured with --threads 0 (everything on one thread) for the like-for-like ratio.
 // Optionally the same replay into MongoDB (FerretDB here). Three rounds taking turns; medians.
-// Prints a table and writes bench/results/replay-<date>.json.
+// Prints a table and writes bench/results/replay-<date>.json (or --out).
 //
 //   npx tsc -p . && node scripts/bench-replay.mjs [--events 10000000] [--mongo-events 200000] [--rounds 3]
 import { execFileSync, spawn } from 'node:child_process';
@@ -19,7 +19,7 @@ import { chunkLog } from '../dist/replay/chunks.js';
 import { eachLine } from '../dist/replay/lines.js';
 
 const { values } = parseArgs({
-  options: { events: { type: 'string', default: '10000000' }, 'mongo-events': { type: 'string', default: '200000' }, rounds: { type: 'string', default: '3' } },
+  options: { out: { type: 'string' }, events: { type: 'string', default: '10000000' }, 'mongo-events': { type: 'string', default: '200000' }, rounds: { type: 'string', default: '3' } },
 });
 const root = new URL('..', import.meta.url).pathname;
 const work = mkdtempSync(join(tmpdir(), 'svc-bench-replay-'));
@@ -82,7 +82,8 @@ try {
   console.log(`ratio replay / ceiling: ${result.ratio.toFixed(2)} (--threads 0: ${result.ratioOneThread.toFixed(2)}); the same command again: ${lmdbAgain.seconds.toFixed(2)} s, ${lmdbAgain.events} events applied`);
   if (mongo) console.log(`MongoDB writes issued: ${mongo.domainWrites} upserts for ${mongo.chunks} chunks (one per distinct domain per chunk)`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
-  const file = join(root, 'bench/results', `replay-${result.date.slice(0, 10)}.json`);
+  // --out: where `npm run bench` collects it; otherwise a dated file of its own.
+  const file = values.out ?? join(root, 'bench/results', `replay-${result.date.slice(0, 10)}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.log(`written to ${file}`);
 } finally {

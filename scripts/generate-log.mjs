@@ -5,12 +5,18 @@
 // net/com/org/io/gov, events of different domains interleaved) and, beside it, the counts every
 // domain must end with: <out>.expected.json, keyed by normalised domain.
 //
+// --distinct instead writes one event for each of --events domains, named as `svc loadtest`
+// names them for the same seed (so its reads find them), every tenth a bounce: the log that
+// fills a store with that many domains. Its counts follow from the index, so no .expected.json.
+//
 //   node scripts/generate-log.mjs --events 10000000 --out /tmp/events.ndjson [--seed 1] [--gzip]
+//   node scripts/generate-log.mjs --distinct --events 10000000 --out /tmp/fill.ndjson
 import { createWriteStream } from 'node:fs';
 import { writeFile } from 'node:fs/promises';
 import { once } from 'node:events';
 import { parseArgs } from 'node:util';
 import { createGzip } from 'node:zlib';
+import { domainName } from '../dist/workload/domain-names.js';
 import { createWorkload } from '../dist/workload/workload.js';
 
 const { values } = parseArgs({
@@ -19,6 +25,7 @@ const { values } = parseArgs({
     out: { type: 'string' },
     seed: { type: 'string', default: '1' },
     domains: { type: 'string' },
+    distinct: { type: 'boolean', default: false },
   },
 });
 if (!values.out) {
@@ -26,14 +33,29 @@ if (!values.out) {
   process.exit(2);
 }
 const events = Number(values.events);
-// The challenge averages 1,250 events per domain; a few more domains than that make sure the
-// log reaches the requested size before the generator runs dry.
-const domains = Number(values.domains ?? Math.max(1, Math.ceil((events / 1250) * 1.2)));
-const workload = createWorkload({ distribution: 'challenge', domains, seed: Number(values.seed), repeat: false });
-
+const seed = Number(values.seed);
 const file = createWriteStream(values.out);
 const out = values.out.endsWith('.gz') ? createGzip() : file;
 if (out !== file) out.pipe(file);
+
+if (values.distinct) {
+  for (let start = 0; start < events; start += 10_000) {
+    let lines = '';
+    for (let i = start; i < Math.min(start + 10_000, events); i++) {
+      lines += `{"domain":"${domainName(seed, i)}","type":"${i % 10 === 0 ? 'bounced' : 'delivered'}"}\n`;
+    }
+    if (!out.write(lines)) await once(out, 'drain');
+  }
+  out.end();
+  await once(file, 'finish');
+  console.error(`wrote ${events} events, one for each of ${events} domains, to ${values.out}`);
+  process.exit(0);
+}
+
+// The challenge averages 1,250 events per domain; a few more domains than that make sure the
+// log reaches the requested size before the generator runs dry.
+const domains = Number(values.domains ?? Math.max(1, Math.ceil((events / 1250) * 1.2)));
+const workload = createWorkload({ distribution: 'challenge', domains, seed, repeat: false });
 const expected = new Map();
 let written = 0;
 let lines = [];

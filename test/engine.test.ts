@@ -112,6 +112,39 @@ describe('CounterEngine', () => {
     expect(store.commits).toHaveLength(1);
   });
 
+  it('under load, begins commits no closer together than --commit-interval; an idle engine commits at once', async () => {
+    const store = new ControlledStore();
+    const engine = new CounterEngine(store, { commitIntervalMs: 60 });
+    void engine.add('a.com', 'delivered');
+    await tick();
+    expect(store.commits).toHaveLength(1);
+    const started = performance.now();
+    void engine.add('b.com', 'delivered');
+    store.commits[0]!.resolve();
+    await tick();
+    void engine.add('c.com', 'delivered');
+    await tick();
+    // The first commit is done and the next batch is ready, but the interval has not passed.
+    expect(store.commits).toHaveLength(1);
+    await new Promise((resolve) => setTimeout(resolve, 80));
+    expect(store.commits).toHaveLength(2);
+    expect(performance.now() - started).toBeGreaterThanOrEqual(50);
+    expect([...store.commits[1]!.deltas.keys()]).toEqual(['b.com', 'c.com']);
+  });
+
+  it('commits a full batch without waiting for --commit-interval', async () => {
+    const store = new ControlledStore();
+    const engine = new CounterEngine(store, { commitIntervalMs: 10_000, maxBatch: 2 });
+    void engine.add('a.com', 'delivered');
+    await tick();
+    store.commits[0]!.resolve();
+    await tick();
+    void engine.add('b.com', 'delivered');
+    void engine.add('c.com', 'delivered');
+    await tick();
+    expect(store.commits).toHaveLength(2);
+  });
+
   it('commits what is pending on close and then refuses new events', async () => {
     const store = new ControlledStore();
     const engine = new CounterEngine(store, { flushMs: 10_000 });

@@ -34,6 +34,11 @@ export function serveHttpCommand(): Command {
         .argParser(parseDuration),
     )
     .addOption(
+      option('--commit-interval <duration>', 'under load, commit at most this often, so that batches grow larger', 'SVC_COMMIT_INTERVAL')
+        .default(DEFAULTS.commitIntervalMs)
+        .argParser(parseDuration),
+    )
+    .addOption(
       option('--max-in-flight <n>', 'batches being committed at the same time', 'SVC_MAX_IN_FLIGHT')
         .default(DEFAULTS.maxInFlight)
         .argParser(parseInteger(1)),
@@ -67,6 +72,7 @@ export function serveHttpCommand(): Command {
           threshold: options.threshold,
           maxBatch: options.maxBatch,
           flushMs: options.flushMs,
+          commitIntervalMs: options.commitInterval,
           maxPending: options.maxPending,
           maxInFlight: options.maxInFlight,
           maxBody: options.maxBody,

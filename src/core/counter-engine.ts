@@ -13,6 +13,12 @@ export interface EngineOptions {
   maxPending: number;
   /** Batches committed at the same time. */
   maxInFlight: number;
+  /**
+   * A batch that is not full waits until this long after the previous commit began: under load
+   * batches then grow past what one commit's duration gathers, and a store's cost per commit
+   * (a transaction, a disk flush, a round trip) is paid less often. 0 commits back to back.
+   */
+  commitIntervalMs: number;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
@@ -20,6 +26,7 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
   flushMs: 0,
   maxPending: 200_000,
   maxInFlight: 1,
+  commitIntervalMs: 0,
 };
 
 class Batch {
@@ -80,6 +87,8 @@ export class CounterEngine {
   #pending = 0;
   #closing = false;
   #idleWaiters: Array<() => void> = [];
+  #lastCommitStart = Number.NEGATIVE_INFINITY;
+  #paceTimer: NodeJS.Timeout | undefined;
   readonly #stats = { committedBatches: 0, committedEvents: 0, failedBatches: 0 };
 
   constructor(store: CounterStore, options: Partial<EngineOptions> = {}, observer: IngestObserver = NO_INGEST_OBSERVER) {
@@ -176,6 +185,7 @@ export class CounterEngine {
     while (this.#inFlight < this.#options.maxInFlight) {
       let batch = this.#sealed.shift();
       if (batch === undefined && this.#open?.ready) {
+        if (this.#waitForInterval()) return;
         batch = this.#open;
         this.#open = undefined;
         clearTimeout(batch.timer);
@@ -185,9 +195,21 @@ export class CounterEngine {
     }
   }
 
+  /** True when the open batch must wait for the commit interval; the pump runs again then. */
+  #waitForInterval(): boolean {
+    const wait = this.#lastCommitStart + this.#options.commitIntervalMs - performance.now();
+    if (wait <= 0) return false;
+    this.#paceTimer ??= setTimeout(() => {
+      this.#paceTimer = undefined;
+      this.#pump();
+    }, wait);
+    return true;
+  }
+
   #commit(batch: Batch): void {
     this.#inFlight++;
     const started = performance.now();
+    this.#lastCommitStart = started;
     this.#store.applyBatch(batch.deltas).then(
       () => {
         const seconds = (performance.now() - started) / 1000;

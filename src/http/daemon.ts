@@ -40,11 +40,13 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
   const app = await createApp();
   let active = 0;
   let draining = false;
+  // One listener for every response rather than a closure each.
+  const finished = () => active--;
   const server = createServer(
     httpServerOptions(options),
     (req, res) => {
       active++;
-      res.once('close', () => active--);
+      res.on('close', finished);
       // Clients move to another process while this one drains.
       if (draining) res.setHeader('connection', 'close');
       app.listener(req, res);

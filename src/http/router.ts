@@ -27,28 +27,37 @@ export interface RouteRecorder {
  * With an observer, every routed request is timed from here until its response closes.
  */
 export function createRouter(routes: Route[], observer?: RequestObserver): RequestListener {
-  const recorders = observer && routes.map((route) => observer.route(`/${route.pattern.join('/')}`));
+  // Everything that does not depend on the request is worked out here, once.
+  const compiled = routes.map((route) => ({
+    ...route,
+    parameters: route.pattern.flatMap((part, i) => (isParameter(part) ? [i] : [])),
+    recorder: observer?.route(`/${route.pattern.join('/')}`),
+  }));
   const unmatched = observer?.route('unmatched');
   return (req, res) => {
     try {
       const segments = pathSegments(req.url ?? '/');
-      const index = routes.findIndex((candidate) => matches(candidate.pattern, segments));
-      if (recorders) watch(res, index === -1 ? unmatched! : recorders[index]!);
+      const route = find(compiled, segments);
+      if (observer) watch(res, route === undefined ? unmatched! : route.recorder!);
       // HTTP/1.1 requires Host (RFC 9112 3.2); Node's own check answers without a JSON body.
       if (req.headers.host === undefined && req.httpVersion === '1.1') throw new HttpError(400, 'Host header missing');
-      const route = routes[index];
       if (route === undefined) throw new HttpError(404, 'not found');
       const handler = route.methods[req.method ?? ''];
       if (handler === undefined) {
         throw new HttpError(405, 'method not allowed', { allow: Object.keys(route.methods).join(', ') });
       }
-      const params = route.pattern.flatMap((part, i) => (isParameter(part) ? [segments[i]!] : []));
+      const params = route.parameters.map((i) => segments[i]!);
       const result = handler(req, res, params);
       if (result instanceof Promise) result.catch((error: unknown) => sendError(res, error));
     } catch (error) {
       sendError(res, error);
     }
   };
+}
+
+function find<R extends Route>(routes: R[], segments: string[]): R | undefined {
+  for (const route of routes) if (matches(route.pattern, segments)) return route;
+  return undefined;
 }
 
 function matches(pattern: string[], segments: string[]): boolean {
