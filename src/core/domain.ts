@@ -77,10 +77,11 @@ function checkHostName(name: string): void {
 // A last label such as `9` or `0x7f` makes a name an IPv4 address in URL hosts (which is how
 // domainToASCII turns `９｡` into `0.0.0.9`); no top-level domain is numeric (RFC 3696 2).
 function endsInNumber(name: string): boolean {
-  // Most names end in a letter after `f`, which no number (decimal or 0x hexadecimal) does.
-  if (name.charCodeAt(name.length - 1) > 0x66 /* f */) return false;
   const start = name.lastIndexOf('.') + 1;
   const hex = name.startsWith('0x', start);
+  // Most names end in a letter after `f`, which no number (decimal or 0x hexadecimal) does, but
+  // a bare `0x` is one too: the hexadecimal 0.
+  if (name.charCodeAt(name.length - 1) > 0x66 /* f */ && !(hex && name.length === start + 2)) return false;
   for (let i = hex ? start + 2 : start; i < name.length; i++) {
     const c = name.charCodeAt(i);
     if (!((c >= 0x30 && c <= 0x39) || (hex && c >= 0x61 && c <= 0x66))) return false;
