@@ -196,7 +196,7 @@ function printTable(result) {
   }
   if (result.replay) {
     const r = result.replay;
-    row(`(6) replay ${r.log.events.toLocaleString('en')} events, events/s`, n(r.replayLmdb.eventsPerSecond), n(r.ceiling.eventsPerSecond), '≥ 0.7', `${r.countsMismatched} domains differ`);
+    row(`(6) replay ${n(r.log.events)} events, events/s`, n(r.replayLmdb.eventsPerSecond), n(r.ceiling.eventsPerSecond), '≥ 0.7', `${r.countsMismatched} domains differ`);
   }
   if (result.mongo) {
     const m = result.mongo;
@@ -208,7 +208,7 @@ function printTable(result) {
     row(`store alone: applyBatch of ${b.domainsPerBatch} random domains, domains/s`, n(b.domainsPerSecond), '', '', `${b.msPerCommit.toFixed(1)} ms/commit, ${b.cpuMicrosPerDomain.toFixed(1)} µs CPU/domain`);
   }
   const f = result.fill;
-  row(`store filled: ${f.domains.toLocaleString('en')} domains by replay`, `${f.seconds.toFixed(0)} s, ${n(f.eventsPerSecond)} events/s`, '', '', `${mb(f.storeBytes)} MB on disk, replay peak RSS ${f.peakRssMb} MB`);
+  row(`store filled: ${n(f.domains)} domains by replay`, `${f.seconds.toFixed(0)} s, ${n(f.eventsPerSecond)} events/s`, '', '', `${mb(f.storeBytes)} MB on disk, replay peak RSS ${f.peakRssMb} MB`);
 
   const m = result.machine;
   console.log(`\nsvc bench ${result.date.slice(0, 10)}: ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}; load generator on the same machine\n`);

@@ -118,7 +118,6 @@ describe('CounterEngine', () => {
     void engine.add('a.com', 'delivered');
     await tick();
     expect(store.commits).toHaveLength(1);
-    const started = performance.now();
     void engine.add('b.com', 'delivered');
     store.commits[0]!.resolve();
     await tick();
@@ -128,7 +127,6 @@ describe('CounterEngine', () => {
     expect(store.commits).toHaveLength(1);
     await new Promise((resolve) => setTimeout(resolve, 80));
     expect(store.commits).toHaveLength(2);
-    expect(performance.now() - started).toBeGreaterThanOrEqual(50);
     expect([...store.commits[1]!.deltas.keys()]).toEqual(['b.com', 'c.com']);
   });
 
