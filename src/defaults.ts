@@ -1,5 +1,6 @@
 import { DEFAULT_ENGINE_OPTIONS } from './core/counter-engine.js';
 import { DEFAULT_THRESHOLD } from './core/status.js';
+import { DEFAULT_JOURNAL } from './store/journal/defaults.js';
 
 /** Every default in one place: the CLI shows these in --help, the library falls back to them. */
 export const DEFAULTS = {
@@ -19,6 +20,10 @@ export const DEFAULTS = {
   keepAliveTimeoutMs: 5_000,
   shutdownTimeoutMs: 30_000,
   storeTimeoutMs: 5_000,
+  journalMaxBytes: DEFAULT_JOURNAL.maxBytes,
+  maxReadLagMs: DEFAULT_JOURNAL.pollMs,
+  applyIntervalMs: DEFAULT_JOURNAL.applyAfterMs,
+  journalLeaseMs: DEFAULT_JOURNAL.leaseMs,
   collection: 'domains',
   writeConcern: 'majority',
   readPreference: 'primary',

@@ -5,7 +5,7 @@ import { tempDir } from './helpers/svc.js';
 counterStoreContract('LmdbStore', async () => {
   const dir = tempDir();
   return {
-    open: async () => new LmdbStore(dir.path),
+    open: () => LmdbStore.open(dir.path, { use: 'ingest' }),
     destroy: async () => dir.remove(),
   };
 });

@@ -16,15 +16,24 @@ function integer(min: number) {
 }
 
 function duration(value: string): number {
-  const match = /^(\d+(?:\.\d+)?)(ms|s|m)?$/.exec(value.trim());
-  if (!match) throw new InvalidArgumentError('expected a duration such as 500ms, 30s or 2m');
-  const scale = match[2] === 'm' ? 60_000 : match[2] === 's' ? 1000 : 1;
+  const match = /^(\d+(?:\.\d+)?)(ms|s|m|h)?$/.exec(value.trim());
+  if (!match) throw new InvalidArgumentError('expected a duration such as 500ms, 30s, 2m or 1h');
+  const scale = { h: 3_600_000, m: 60_000, s: 1000, ms: 1 }[match[2] ?? 'ms']!;
   // A bare number is milliseconds.
+  return Number(match[1]) * scale;
+}
+
+/** A size in bytes: `4MiB`, `512KiB`, `1000000`. */
+function size(value: string): number {
+  const match = /^(\d+)\s*(B|KiB|MiB|GiB)?$/i.exec(value.trim());
+  const scale = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 }[(match?.[2] ?? 'b').toLowerCase()];
+  if (!match || !scale || Number(match[1]) === 0) throw new InvalidArgumentError('expected a size such as 4MiB, 512KiB or 1000000 (bytes)');
   return Number(match[1]) * scale;
 }
 
 export const parseInteger = integer;
 export const parseDuration = duration;
+export const parseSize = size;
 
 export function option(flags: string, description: string, env: string): Option {
   return new Option(flags, description).env(env);
@@ -75,9 +84,34 @@ export function addStoreOptions(command: Command, use: { writes?: boolean; reads
   return command;
 }
 
+/** Embedded store, serve-http: how much journal may wait to be applied before events get 503. */
+export const journalMaxOption = () =>
+  option('--journal-max <bytes>', 'embedded store: journal not yet applied to LMDB that one process may hold (503 beyond)', 'SVC_JOURNAL_MAX')
+    .default(DEFAULTS.journalMaxBytes, '128MiB')
+    .argParser(size);
+/** Embedded store, serve-http: how often the journal is applied to LMDB at the least. */
+export const applyIntervalOption = () =>
+  option('--apply-interval <duration>', 'embedded store: apply the journal to LMDB at least this often (larger batches cost LMDB less per domain)', 'SVC_APPLY_INTERVAL')
+    .default(DEFAULTS.applyIntervalMs, '30s')
+    .argParser(duration);
+/** Embedded store, serve-http: how long a writer may be silent before its journal is taken over. */
+export const journalLeaseOption = () =>
+  option('--journal-lease <duration>', 'embedded store: a writer silent this long (killed) has its journal applied by another serve-http', 'SVC_JOURNAL_LEASE')
+    .default(DEFAULTS.journalLeaseMs, '15s')
+    .argParser(duration);
+/** Embedded store, daemons: how stale their view of other processes' events may get. */
+export const maxReadLagOption = () =>
+  option('--max-read-lag <duration>', 'embedded store: read the journals of other processes (workers, serve-http) this often', 'SVC_MAX_READ_LAG')
+    .default(DEFAULTS.maxReadLagMs, '100ms')
+    .argParser(duration);
+
 export function storeOptionsFrom(options: Record<string, unknown>): StoreOptions {
   return {
     store: options.store as string,
+    journalMaxBytes: options.journalMax as number | undefined,
+    applyIntervalMs: options.applyInterval as number | undefined,
+    journalLeaseMs: options.journalLease as number | undefined,
+    maxReadLagMs: options.maxReadLag as number | undefined,
     collection: options.collection as string,
     storeTimeoutMs: options.storeTimeout as number,
     writeConcern: options.writeConcern as W | undefined,

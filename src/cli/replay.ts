@@ -5,7 +5,7 @@ import { replayFiles, type ReplaySummary } from '../replay/replay-files.js';
 import type { InvalidBudget, Rejection } from '../replay/file-replay.js';
 import { openStore } from '../store/open-store.js';
 import { ExitCode } from './exit.js';
-import { addStoreOptions, option, parseInteger, storeOptionsFrom } from './options.js';
+import { addStoreOptions, option, parseInteger, parseSize, storeOptionsFrom } from './options.js';
 import { progressView } from './replay-progress.js';
 
 /** Bad lines shown on stderr; --rejects keeps them all. */
@@ -52,7 +52,7 @@ Exit codes: 0 done (skipped bad lines included), 1 store or I/O error, 2 usage e
 or --max-invalid exceeded, 130 interrupted (run the same command again to finish).`,
     )
     .action(async (files: string[], options) => {
-      const store = await openStore(storeOptionsFrom(options));
+      const store = await openStore({ ...storeOptionsFrom(options), use: 'bulk' });
       const rejects = options.rejects ? createWriteStream(options.rejects, { flags: 'a' }) : undefined;
       const view = progressView(options.quiet ? 'none' : options.progress && process.stderr.isTTY ? 'bar' : 'lines');
       const abort = new AbortController();
@@ -95,14 +95,6 @@ or --max-invalid exceeded, 130 interrupted (run the same command again to finish
         await store.close();
       }
     });
-}
-
-/** A size in bytes: `4MiB`, `512KiB`, `1000000`. */
-function parseSize(value: string): number {
-  const match = /^(\d+)\s*(B|KiB|MiB|GiB)?$/i.exec(value.trim());
-  const scale = { b: 1, kib: 1024, mib: 1024 ** 2, gib: 1024 ** 3 }[(match?.[2] ?? 'b').toLowerCase()];
-  if (!match || !scale || Number(match[1]) === 0) throw new InvalidArgumentError('expected a size such as 4MiB, 512KiB or 1000000 (bytes)');
-  return Number(match[1]) * scale;
 }
 
 function parseBudget(value: string): InvalidBudget {

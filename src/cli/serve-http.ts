@@ -12,6 +12,10 @@ import {
   parseInteger,
   readTokenOption,
   storeOptionsFrom,
+  maxReadLagOption,
+  journalMaxOption,
+  applyIntervalOption,
+  journalLeaseOption,
   thresholdOption,
 } from './options.js';
 
@@ -63,6 +67,10 @@ export function serveHttpCommand(): Command {
         .default(DEFAULTS.maxBodyMemory)
         .argParser(parseInteger(1)),
     )
+    .addOption(journalMaxOption())
+    .addOption(applyIntervalOption())
+    .addOption(journalLeaseOption())
+    .addOption(maxReadLagOption())
     .addOption(ingestTokenOption())
     .addOption(readTokenOption())
     .action(async (options) => {

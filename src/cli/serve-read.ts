@@ -10,6 +10,7 @@ import {
   parseInteger,
   readTokenOption,
   storeOptionsFrom,
+  maxReadLagOption,
   thresholdOption,
 } from './options.js';
 
@@ -26,6 +27,7 @@ export function serveReadCommand(): Command {
         .default(DEFAULTS.cacheSize)
         .argParser(parseInteger(0)),
     )
+    .addOption(maxReadLagOption())
     .addOption(readTokenOption())
     .action(async (options) => {
       await runDaemon(daemonOptionsFrom('serve-read', options), () =>

@@ -7,7 +7,7 @@ export function setupCommand(): Command {
     'prepare a store: create the MongoDB collection and, behind mongos, shard it on { _id: "hashed" } (idempotent)',
   );
   return addStoreOptions(command).action(async (options) => {
-    const store = await openStore(storeOptionsFrom(options));
+    const store = await openStore({ ...storeOptionsFrom(options), use: 'bulk' });
     try {
       for (const note of await store.setup()) process.stdout.write(`${note}\n`);
     } finally {

@@ -44,7 +44,7 @@ async function fetchRemote(url: string, domains: string[], token: string | undef
 
 async function readStore(domains: string[], options: Record<string, unknown>): Promise<DomainReport[]> {
   if (domains.length === 0) return [];
-  const store = await openStore(storeOptionsFrom(options));
+  const store = await openStore({ ...storeOptionsFrom(options), use: 'read' });
   try {
     return await new DomainReader(store, options.threshold as number).reportMany(domains);
   } finally {

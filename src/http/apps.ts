@@ -31,9 +31,10 @@ export interface IngestAppOptions extends StoreOptions, EngineOptions, TokenOpti
 
 /** serve-http: ingestion plus the read routes, so one process serves the whole API. */
 export async function createIngestApp(options: IngestAppOptions): Promise<App> {
-  const { createMetrics, engineGauges, ingestMetrics } = await loadMetrics();
+  const { createMetrics, engineGauges, ingestMetrics, journalMetrics } = await loadMetrics();
   const metrics = createMetrics();
-  const store = new WatchedStore(await openStore(options), metrics.store);
+  const opened = await openStore({ ...options, use: 'ingest', journalObserver: journalMetrics(metrics.registry) });
+  const store = new WatchedStore(opened, metrics.store);
   const ingest = ingestMetrics(metrics.registry);
   const engine = new CounterEngine(store, options, ingest);
   engineGauges(metrics.registry, () => engine.stats);
@@ -62,9 +63,10 @@ export interface ReadAppOptions extends StoreOptions, Pick<TokenOptions, 'readTo
 
 /** serve-read: status reads only, with a cache of answers that can no longer change. */
 export async function createReadApp(options: ReadAppOptions): Promise<App> {
-  const { cacheMetrics, createMetrics } = await loadMetrics();
+  const { cacheMetrics, createMetrics, journalMetrics } = await loadMetrics();
   const metrics = createMetrics();
-  const store = new WatchedStore(await openStore(options), metrics.store);
+  const opened = await openStore({ ...options, use: 'read', journalObserver: journalMetrics(metrics.registry) });
+  const store = new WatchedStore(opened, metrics.store);
   const reader = new DomainReader(store, options.threshold, options.cacheSize);
   if (reader.cacheStats) cacheMetrics(metrics.registry, () => reader.cacheStats!);
   return {

@@ -2,4 +2,5 @@
 export { cacheMetrics } from './cache-metrics.js';
 export { serveClusterMetrics } from './cluster.js';
 export { engineGauges, ingestMetrics } from './ingest-metrics.js';
+export { journalMetrics } from './journal-metrics.js';
 export { createMetrics } from './metrics.js';

@@ -1,77 +1,124 @@
 import { mkdirSync } from 'node:fs';
-import { open, type Database, type RootDatabase } from 'lmdb';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { DomainCounts } from '../core/status.js';
 import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
-
-export interface LmdbStoreOptions {
-  /** Acknowledge a batch only once it is flushed to disk (survives power loss), not merely committed. */
-  fsync?: boolean;
-}
-
-// Counts are two little-endian float64s (exact up to 2^53) in 16 bytes: no serialiser on the hot path.
-const VALUE_SIZE = 16;
-
-function decode(value: Buffer | undefined): DomainCounts | undefined {
-  if (value === undefined) return undefined;
-  return { delivered: value.readDoubleLE(0), bounced: value.readDoubleLE(8) };
-}
-
-function encode(delivered: number, bounced: number): Buffer {
-  const value = Buffer.allocUnsafe(VALUE_SIZE);
-  value.writeDoubleLE(delivered, 0);
-  value.writeDoubleLE(bounced, 8);
-  return value;
-}
+import { AppliedTable } from './journal/applied.js';
+import { DEFAULT_JOURNAL } from './journal/defaults.js';
+import { JournalIngest, type IngestObserver, type JournalOptions } from './journal/ingest.js';
+import { journalDirectory } from './journal/segments.js';
+import { JournalTail, type TailObserver } from './journal/tail.js';
+import { UnappliedIndex } from './journal/unapplied.js';
+import { LmdbTables } from './lmdb-tables.js';
 
 /**
- * The embedded store: one LMDB environment in a directory. LMDB takes a cross-process write lock,
- * so several processes (serve-http workers, serve-read, `svc status`) can share the directory.
- * One batch is one write transaction.
+ * How a process uses the store. `ingest` (serve-http) acknowledges batches once they are in its
+ * journal and applies them to LMDB behind; `read` (serve-read, status) reads the counts plus
+ * what every journal holds that is not applied yet; `bulk` (replay) writes straight to LMDB and
+ * reads nothing but its checkpoints.
+ */
+export type StoreUse = 'ingest' | 'read' | 'bulk';
+
+/** What the journal reports, for metrics and logs. */
+export interface JournalObserver extends TailObserver, IngestObserver {
+  /** The journal as this process sees it, after each read of other processes' journals. */
+  state(state: JournalState): void;
+}
+
+export interface JournalState {
+  /** Journal this process wrote (or took over) and has not applied yet. */
+  unappliedBytes: number;
+  /** Segments, and (segment, domain) entries, held in memory for reads. */
+  segments: number;
+  entries: number;
+}
+
+export const NO_JOURNAL_OBSERVER: JournalObserver = { visible() {}, applied() {}, warning() {}, state() {} };
+
+export interface LmdbStoreOptions extends Partial<Omit<JournalOptions, 'fsync'>> {
+  use?: StoreUse;
+  /** Acknowledge only once on disk (survives power loss), not merely written. */
+  fsync?: boolean;
+  /** How often other processes' journals are read: the lag of what this process sees of their events. */
+  pollMs?: number;
+  observer?: JournalObserver;
+}
+
+
+/**
+ * The embedded store: counts in LMDB, and in front of it, for ingestion, one journal per writing
+ * process (see journal/). LMDB takes a cross-process write lock and every reader reads every
+ * journal, so serve-http workers, serve-read, `svc status` and `svc replay` share one directory.
  */
 export class LmdbStore implements CounterStore {
-  readonly #root: RootDatabase;
-  readonly #domains: Database<Buffer, string>;
-  readonly #replays: Database<ReplayCheckpoint, string>;
-  readonly #fsync: boolean;
+  readonly #tables: LmdbTables;
   readonly #directory: string;
+  readonly #fsync: boolean;
+  readonly #index: UnappliedIndex | undefined;
+  readonly #tail: JournalTail | undefined;
+  readonly #ingest: JournalIngest | undefined;
+  readonly #poll: NodeJS.Timeout | undefined;
+  readonly #observer: JournalObserver;
   #closed = false;
 
-  constructor(directory: string, options: LmdbStoreOptions = {}) {
-    mkdirSync(directory, { recursive: true });
+  /** Opens the store; with a journal, reads every segment first and refuses to open on damage. */
+  static async open(directory: string, options: LmdbStoreOptions = {}): Promise<LmdbStore> {
+    const use = options.use ?? 'read';
+    const journal = { ...DEFAULT_JOURNAL };
+    for (const key of Object.keys(DEFAULT_JOURNAL) as (keyof typeof DEFAULT_JOURNAL)[]) journal[key] = options[key] ?? journal[key];
+    const observer = options.observer ?? NO_JOURNAL_OBSERVER;
+    const tables = new LmdbTables(directory);
+    try {
+      if (use === 'bulk') return new LmdbStore(directory, tables, options, observer);
+      const index = new UnappliedIndex(new AppliedTable(tables.journal));
+      const journalDir = journalDirectory(directory);
+      mkdirSync(journalDir, { recursive: true });
+      const tail = new JournalTail(journalDir, index, observer);
+      tail.load();
+      const ingest = use === 'ingest'
+        ? await JournalIngest.start(tables, index, directory, journalDir, { ...journal, fsync: options.fsync ?? false }, observer)
+        : undefined;
+      if (ingest) tail.ownWriter = ingest.id;
+      tail.watch();
+      return new LmdbStore(directory, tables, options, observer, { index, tail, ingest, pollMs: journal.pollMs });
+    } catch (error) {
+      await tables.close();
+      throw error;
+    }
+  }
+
+  private constructor(
+    directory: string,
+    tables: LmdbTables,
+    options: LmdbStoreOptions,
+    observer: JournalObserver,
+    journal?: { index: UnappliedIndex; tail: JournalTail; ingest: JournalIngest | undefined; pollMs: number },
+  ) {
+    this.#tables = tables;
     this.#directory = directory;
     this.#fsync = options.fsync ?? false;
-    // overlappingSync (lmdb-js's default off Windows) keeps the database consistent after a
-    // power loss while the disk flush runs outside the write lock.
-    this.#root = open({ path: directory, maxDbs: 4, overlappingSync: true });
-    this.#domains = this.#root.openDB<Buffer, string>({ name: 'domains', encoding: 'binary' });
-    this.#replays = this.#root.openDB<ReplayCheckpoint, string>({ name: 'replays' });
+    this.#observer = observer;
+    if (journal === undefined) return;
+    this.#index = journal.index;
+    this.#tail = journal.tail;
+    this.#ingest = journal.ingest;
+    this.#poll = setInterval(() => this.#readJournals(), journal.pollMs);
+    this.#poll.unref();
   }
 
   async applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
     this.#checkOpen();
-    const domains = this.#domains;
+    if (this.#ingest && !checkpoint) return this.#ingest.append(deltas);
     try {
-      await domains.transaction(() => {
+      await this.#tables.root.transaction(() => {
         // The chunk and its checkpoint are one transaction: a chunk already recorded is not applied again.
         if (checkpoint) {
-          const recorded = this.#replays.get(checkpoint.source);
+          const recorded = this.#tables.replays.get(checkpoint.source);
           if (recorded && recorded.run === checkpoint.run && recorded.chunk >= checkpoint.chunk) return;
-          this.#replays.put(checkpoint.source, checkpoint);
+          this.#tables.replays.put(checkpoint.source, checkpoint);
         }
-        for (const [domain, delta] of deltas) {
-          const current = domains.get(domain);
-          if (current === undefined) {
-            domains.put(domain, encode(delta.delivered, delta.bounced));
-          } else {
-            domains.put(
-              domain,
-              encode(current.readDoubleLE(0) + delta.delivered, current.readDoubleLE(8) + delta.bounced),
-            );
-          }
-        }
+        this.#tables.addCounts([...deltas.keys()], 0, deltas.size, deltas);
       });
-      if (this.#fsync) await this.#root.flushed;
+      if (this.#fsync) await this.#tables.root.flushed;
     } catch (error) {
       throw new StoreUnavailableError('embedded store write failed', { cause: error });
     }
@@ -79,19 +126,25 @@ export class LmdbStore implements CounterStore {
 
   async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {
     this.#checkOpen();
-    return this.#replays.get(source);
+    return this.#tables.replays.get(source);
   }
 
   async get(domain: string): Promise<DomainCounts | undefined> {
     this.#checkOpen();
-    return decode(this.#domains.get(domain));
+    const index = this.#index;
+    if (index === undefined) return this.#tables.counts(domain);
+    // The marks and the counts in one synchronous turn: one LMDB snapshot.
+    index.refresh();
+    return index.countsOf(domain, this.#tables.counts(domain));
   }
 
   async getMany(domains: readonly string[]): Promise<Map<string, DomainCounts>> {
     this.#checkOpen();
+    this.#index?.refresh();
     const result = new Map<string, DomainCounts>();
     for (const domain of domains) {
-      const counts = decode(this.#domains.get(domain));
+      const stored = this.#tables.counts(domain);
+      const counts = this.#index ? this.#index.countsOf(domain, stored) : stored;
       if (counts) result.set(domain, counts);
     }
     return result;
@@ -104,12 +157,23 @@ export class LmdbStore implements CounterStore {
 
   async ping(): Promise<void> {
     this.#checkOpen();
+    this.#ingest?.check();
   }
 
+  /** Applies what this process journaled, then closes. */
   async close(): Promise<void> {
     if (this.#closed) return;
     this.#closed = true;
-    await this.#root.close();
+    clearInterval(this.#poll);
+    await this.#ingest?.close();
+    this.#tail?.close();
+    await this.#tables.close();
+  }
+
+  #readJournals(): void {
+    this.#tail!.poll();
+    const index = this.#index!;
+    this.#observer.state({ unappliedBytes: this.#ingest?.unappliedBytes ?? 0, segments: index.size, entries: index.entries });
   }
 
   #checkOpen(): void {

@@ -1,0 +1,133 @@
+import type { DomainCounts } from '../../core/status.js';
+import type { Deltas } from '../counter-store.js';
+import { isApplied, type AppliedMark, type AppliedTable } from './applied.js';
+import { MAGIC, forEachEntry, type EntryVisitor } from './record.js';
+
+/**
+ * The deltas of one journal segment, as far as this process has read (or, for its own segment,
+ * written) it. Deliveries and bounces are kept apart: a number per domain costs no object, and
+ * bounces are rare.
+ */
+export class SegmentDeltas {
+  readonly delivered = new Map<string, number>();
+  readonly bounced = new Map<string, number>();
+  /** File offset up to which records are taken in: the next record starts here. */
+  offset = MAGIC.length;
+  events = 0;
+
+  constructor(
+    readonly writer: string,
+    readonly seq: number,
+    readonly file: string,
+  ) {}
+
+  // Every domain has a delivered entry, even of 0: it was seen.
+  readonly add: EntryVisitor = (domain, delivered, bounced) => {
+    this.delivered.set(domain, (this.delivered.get(domain) ?? 0) + delivered);
+    if (bounced > 0) this.bounced.set(domain, (this.bounced.get(domain) ?? 0) + bounced);
+    this.events += delivered + bounced;
+  };
+
+  addDeltas(deltas: Deltas): void {
+    for (const [domain, counts] of deltas) this.add(domain, counts.delivered, counts.bounced);
+  }
+
+  /** Takes in the valid records found at `starts` in `buffer`, which holds the file from `offset`. */
+  addRecords(buffer: Buffer, starts: readonly number[]): void {
+    for (const start of starts) forEachEntry(buffer, start, this.add);
+  }
+
+  /** Moves the read position past `bytes` more of the file. */
+  advance(bytes: number): void {
+    this.offset += bytes;
+  }
+}
+
+/**
+ * Every journaled delta this process knows of that may not be in the stored counts yet, by
+ * segment, and how far each writer's segments are applied. A read adds to the stored counts of a
+ * domain exactly the deltas the marks say are not applied; `refresh()` must run in the same
+ * synchronous turn as the stored read, so that both come from one LMDB snapshot.
+ */
+export class UnappliedIndex {
+  readonly #applied: AppliedTable;
+  readonly #segments = new Map<string, SegmentDeltas>();
+  #marks = new Map<string, AppliedMark>();
+  #epoch = -1;
+
+  constructor(applied: AppliedTable) {
+    this.#applied = applied;
+  }
+
+  /** Re-reads the marks if an apply committed since; forgets segments that are now applied whole. */
+  refresh(): void {
+    const epoch = this.#applied.epoch();
+    if (epoch === this.#epoch) return;
+    this.#epoch = epoch;
+    this.#marks = this.#applied.marks();
+    for (const [file, segment] of this.#segments) {
+      if (this.appliedWhole(segment.writer, segment.seq)) this.#segments.delete(file);
+    }
+  }
+
+  /** Whether every delta of a segment is in the stored counts, by the marks last refreshed. */
+  appliedWhole(writer: string, seq: number): boolean {
+    const mark = this.#marks.get(writer);
+    return mark !== undefined && seq <= mark.through;
+  }
+
+  mark(writer: string): AppliedMark | undefined {
+    return this.#marks.get(writer);
+  }
+
+  segment(file: string): SegmentDeltas | undefined {
+    return this.#segments.get(file);
+  }
+
+  /** The segment's deltas, created empty the first time. */
+  open(writer: string, seq: number, file: string): SegmentDeltas {
+    let segment = this.#segments.get(file);
+    if (segment === undefined) {
+      segment = new SegmentDeltas(writer, seq, file);
+      this.#segments.set(file, segment);
+    }
+    return segment;
+  }
+
+  forget(file: string): void {
+    this.#segments.delete(file);
+  }
+
+  get segments(): IterableIterator<SegmentDeltas> {
+    return this.#segments.values();
+  }
+
+  get size(): number {
+    return this.#segments.size;
+  }
+
+  /** `stored` plus the deltas of `domain` not applied yet; undefined if there are none of either. */
+  countsOf(domain: string, stored: DomainCounts | undefined): DomainCounts | undefined {
+    let delivered = 0;
+    let bounced = 0;
+    let found = false;
+    for (const segment of this.#segments.values()) {
+      const d = segment.delivered.get(domain);
+      const b = segment.bounced.get(domain);
+      if (d === undefined && b === undefined) continue;
+      if (isApplied(this.#marks.get(segment.writer), segment.seq, domain)) continue;
+      delivered += d ?? 0;
+      bounced += b ?? 0;
+      found = true;
+    }
+    if (!found) return stored;
+    return { delivered: (stored?.delivered ?? 0) + delivered, bounced: (stored?.bounced ?? 0) + bounced };
+  }
+
+  /** Distinct (segment, domain) entries held: what the index costs in memory. */
+  get entries(): number {
+    let entries = 0;
+    for (const segment of this.#segments.values()) entries += segment.delivered.size + segment.bounced.size;
+    return entries;
+  }
+}

@@ -1,0 +1,35 @@
+#!/usr/bin/env node
+// A writer for test/journal-property.test.ts: opens the embedded store as serve-http does (with
+// tiny segments, so that seals and apply jobs happen between batches), appends the batches given
+// in argv one at a time, printing "ack <i>" after each is acknowledged, then:
+//   end=close  closes the store (applies everything, like SIGTERM);
+//   end=kill   kills itself with SIGKILL;
+//   end=drain  waits until every other writer's journal is taken over and applied, then closes.
+// SVC_CRASH_AT (see src/store/journal/crash-point.ts) may kill it anywhere on the way.
+import { readdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { LmdbStore } from '../../dist/store/lmdb-store.js';
+
+const [directory, batchesJson, end] = process.argv.slice(2);
+const batches = JSON.parse(batchesJson);
+const store = await LmdbStore.open(directory, {
+  use: 'ingest',
+  segmentBytes: 200,
+  applyAfterMs: 20,
+  leaseMs: 300,
+  domainsPerTransaction: 2,
+});
+for (const [i, entries] of batches.entries()) {
+  await store.applyBatch(new Map(entries.map(([domain, delivered, bounced]) => [domain, { delivered, bounced }])));
+  process.stdout.write(`ack ${i}\n`);
+  // Lets the seal timer and the apply thread run between some batches.
+  if (i % 3 === 2) await new Promise((resolve) => setTimeout(resolve, 15));
+}
+if (end === 'kill') process.kill(process.pid, 'SIGKILL');
+if (end === 'drain') {
+  const own = `-${process.pid.toString(36)}-`;
+  const others = () => readdirSync(join(directory, 'journal')).filter((file) => !file.includes(own));
+  while (others().length > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+}
+await store.close();
+process.stdout.write('closed\n');
