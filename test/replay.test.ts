@@ -218,6 +218,51 @@ describe('svc replay after kill -9', () => {
     120_000,
   );
 
+  it('embedded store: a kill -9 inside a group of chunks resumes after the last part committed', async () => {
+    const dir = tempDir();
+    try {
+      const file = join(dir.path, 'events.ndjson');
+      const store = join(dir.path, 'store');
+      // 30,000 domains, three events each, in four chunks of one group: applied in three parts of 10,000.
+      const expected: Counts = {};
+      const lines: string[] = [];
+      for (let pass = 0; pass < 3; pass++) {
+        for (let i = 0; i < 30_000; i++) {
+          const domain = `g${i}.example`;
+          const type = (i + pass) % 7 === 0 ? 'bounced' : 'delivered';
+          lines.push(JSON.stringify({ domain, type }));
+          expected[domain] ??= { delivered: 0, bounced: 0 };
+          expected[domain]![type]++;
+        }
+      }
+      writeFileSync(file, lines.join('\n') + '\n');
+      const args = [file, '--store', store, '--chunk-size', '1MiB'];
+      const crashed = await runSvc(['replay', ...args], { env: { SVC_CRASH_AT: 'apply-transaction:2' } });
+      expect(crashed.code).toBeNull();
+      const partly = await openStore({ store, use: 'bulk' });
+      try {
+        const fingerprint = await fingerprintFile(file, statSync(file).size);
+        const checkpoint = await partly.getCheckpoint(fingerprint);
+        expect(checkpoint).toMatchObject({ chunk: 0, done: false, partial: { chunk: expect.any(Number), cursor: expect.any(String) } });
+        const domains = Object.keys(expected);
+        expect((await partly.getMany(domains)).size).toBe(10_000);
+      } finally {
+        await partly.close();
+      }
+      const resumed = await replayJson(args);
+      expect(resumed.code, resumed.stderr).toBe(0);
+      const reader = await openStore({ store, use: 'read' });
+      try {
+        const found = await reader.getMany(Object.keys(expected));
+        expect(Object.fromEntries(found)).toEqual(expected);
+      } finally {
+        await reader.close();
+      }
+    } finally {
+      dir.remove();
+    }
+  });
+
   const serverUri = inject('mongodbUri');
   it.skipIf(!serverUri)(
     'MongoDB: finishes on the next run with the counts of one uninterrupted run',

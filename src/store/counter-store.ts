@@ -22,6 +22,11 @@ export interface ReplayCheckpoint {
   events: number;
   invalid: number;
   done: boolean;
+  /**
+   * Embedded store: the batch ending at `partial.chunk` is applied for every domain up to
+   * `partial.cursor` (it is written in sorted parts); the same batch sent again resumes there.
+   */
+  partial?: { chunk: number; cursor: string };
 }
 
 /**

@@ -1,4 +1,5 @@
 import { mkdirSync } from 'node:fs';
+import type { Database } from 'lmdb';
 import { StoreUnavailableError } from '../core/errors.js';
 import type { DomainCounts } from '../core/status.js';
 import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
@@ -8,7 +9,7 @@ import { JournalIngest, type IngestObserver, type JournalOptions } from './journ
 import { journalDirectory } from './journal/segments.js';
 import { JournalTail, type TailObserver } from './journal/tail.js';
 import { UnappliedIndex } from './journal/unapplied.js';
-import { LmdbTables } from './lmdb-tables.js';
+import { byCodeUnit, indexAfter, LmdbTables, type PartProgress } from './lmdb-tables.js';
 
 /**
  * How a process uses the store. `ingest` (serve-http) acknowledges batches once they are in its
@@ -58,6 +59,7 @@ export class LmdbStore implements CounterStore {
   readonly #ingest: JournalIngest | undefined;
   readonly #poll: NodeJS.Timeout | undefined;
   readonly #observer: JournalObserver;
+  readonly #perTransaction: number;
   #closed = false;
 
   /** Opens the store; with a journal, reads every segment first and refuses to open on damage. */
@@ -97,6 +99,7 @@ export class LmdbStore implements CounterStore {
     this.#directory = directory;
     this.#fsync = options.fsync ?? false;
     this.#observer = observer;
+    this.#perTransaction = options.domainsPerTransaction ?? DEFAULT_JOURNAL.domainsPerTransaction;
     if (journal === undefined) return;
     this.#index = journal.index;
     this.#tail = journal.tail;
@@ -108,17 +111,12 @@ export class LmdbStore implements CounterStore {
   async applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
     this.#checkOpen();
     if (this.#ingest && !checkpoint) return this.#ingest.append(deltas);
+    // Replay's batches (and writes of a process that does not ingest) go straight to LMDB.
     try {
-      await this.#tables.root.transaction(() => {
-        // The chunk and its checkpoint are one transaction: a chunk already recorded is not applied again.
-        if (checkpoint) {
-          const recorded = this.#tables.replays.get(checkpoint.source);
-          if (recorded && recorded.run === checkpoint.run && recorded.chunk >= checkpoint.chunk) return;
-          this.#tables.replays.put(checkpoint.source, checkpoint);
-        }
-        this.#tables.addCounts([...deltas.keys()], 0, deltas.size, deltas);
-      });
-      if (this.#fsync) await this.#tables.root.flushed;
+      const keys = [...deltas.keys()].sort(byCodeUnit);
+      const progress = checkpoint ? replayProgress(this.#tables.replays, checkpoint, keys) : { start: () => 0, record() {} };
+      await this.#tables.addSortedInParts(keys, deltas, this.#perTransaction, progress, () => new Promise((resolve) => setImmediate(resolve)));
+      await (this.#fsync ? this.#tables.root.flushed : this.#tables.root.committed);
     } catch (error) {
       throw new StoreUnavailableError('embedded store write failed', { cause: error });
     }
@@ -179,4 +177,32 @@ export class LmdbStore implements CounterStore {
   #checkOpen(): void {
     if (this.#closed) throw new StoreUnavailableError('embedded store is closed');
   }
+}
+
+/**
+ * A replay batch (a group of chunks) and its checkpoint, applied at most once per run and chunk:
+ * the checkpoint is recorded with the last part, and each part before it records a cursor.
+ */
+function replayProgress(replays: Database<ReplayCheckpoint, string>, checkpoint: ReplayCheckpoint, keys: readonly string[]): PartProgress {
+  let base: ReplayCheckpoint | undefined;
+  return {
+    start() {
+      const recorded = replays.get(checkpoint.source);
+      const sameRun = recorded?.run === checkpoint.run;
+      if (sameRun && recorded!.chunk >= checkpoint.chunk) return undefined;
+      // Where a resumed run starts reading again, until this batch is complete.
+      base = sameRun ? recorded : { ...checkpoint, chunk: 0, offset: 0, lines: 0, events: 0, invalid: 0, done: false };
+      const partial = sameRun ? recorded!.partial : undefined;
+      if (partial === undefined) return 0;
+      if (partial.chunk !== checkpoint.chunk) {
+        throw new Error(`replay batch ends at chunk ${checkpoint.chunk}, the interrupted one at chunk ${partial.chunk}`);
+      }
+      return indexAfter(keys, partial.cursor);
+    },
+    record(end, finished) {
+      const { partial: _, ...complete } = checkpoint;
+      if (finished) replays.put(checkpoint.source, complete);
+      else replays.put(checkpoint.source, { ...base!, partial: { chunk: checkpoint.chunk, cursor: keys[end - 1]! } });
+    },
+  };
 }

@@ -2,6 +2,15 @@ import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { DomainCounts } from '../core/status.js';
 import type { Deltas, ReplayCheckpoint } from './counter-store.js';
+import { crashPoint } from './journal/crash-point.js';
+
+/** How a caller of addSortedInParts records its progress, inside each part's transaction. */
+export interface PartProgress {
+  /** In the first transaction: the index in the keys to start at, or undefined if all is applied already. */
+  start(): number | undefined;
+  /** After each part: the keys before `end` are applied; `finished` on the last part. */
+  record(end: number, finished: boolean): void;
+}
 
 // Counts are two little-endian float64s (exact up to 2^53) in 16 bytes: no serialiser on the hot path.
 const VALUE_SIZE = 16;
@@ -59,7 +68,51 @@ export class LmdbTables {
     }
   }
 
+  /**
+   * Adds `deltas` over `keys` (sorted, so that neighbouring domains share LMDB pages) in parts of
+   * `perTransaction` domains, one write transaction each: LMDB's cost of a transaction grows
+   * faster than its size (its dirty-page lists are sorted arrays). `progress` records in each
+   * transaction how far the keys are applied, so that a run cut short resumes after the last part
+   * committed and never applies one twice. `between` runs between parts, outside any transaction.
+   */
+  async addSortedInParts(keys: readonly string[], deltas: Deltas, perTransaction: number, progress: PartProgress, between?: () => Promise<void>): Promise<void> {
+    let next: number | undefined;
+    for (let done = false; !done; ) {
+      this.root.transactionSync(() => {
+        next ??= progress.start();
+        if (next === undefined) {
+          done = true;
+          return;
+        }
+        const end = Math.min(keys.length, next + perTransaction);
+        this.addCounts(keys, next, end, deltas);
+        crashPoint('apply-transaction');
+        done = end === keys.length;
+        progress.record(end, done);
+        next = end;
+      });
+      if (!done) await between?.();
+    }
+  }
+
   close(): Promise<void> {
     return this.root.close();
   }
+}
+
+/** The order of JavaScript's `<` on strings, in which parts are applied and cursors compared. */
+export function byCodeUnit(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+/** The index of the first key after `cursor` in sorted `keys`. */
+export function indexAfter(keys: readonly string[], cursor: string): number {
+  let low = 0;
+  let high = keys.length;
+  while (low < high) {
+    const middle = (low + high) >>> 1;
+    if (keys[middle]! <= cursor) low = middle + 1;
+    else high = middle;
+  }
+  return low;
 }

@@ -1,7 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { DomainCounts } from '../../core/status.js';
-import type { LmdbTables } from '../lmdb-tables.js';
+import { byCodeUnit, indexAfter, type LmdbTables } from '../lmdb-tables.js';
 import { AppliedTable, type WriterRecord } from './applied.js';
 import { crashPoint } from './crash-point.js';
 import { MAGIC, forEachEntry, scanRecords } from './record.js';
@@ -47,39 +47,33 @@ export async function applyJob(tables: LmdbTables, directory: string, job: Apply
   checkContiguous(job.writer, segments, start.through + 1, through);
   const { deltas, events, cut } = readSegments(directory, segments);
   const keys = [...deltas.keys()].sort(byCodeUnit);
-  let next: number | undefined;
-  for (let done = false; !done; ) {
-    tables.root.transactionSync(() => {
-      const record = applied.writer(job.writer);
-      if (record === undefined || record.owner !== job.owner) {
-        throw new FencedError(`the journal of ${job.writer} is now applied by ${record?.owner ?? 'nobody'}`);
+  let record: WriterRecord | undefined;
+  const progress = {
+    start: () => {
+      record = ownedRecord(applied, job);
+      // Only the owner applies, so nothing moved since the segments were chosen.
+      if (record.through !== start.through || record.partial?.cursor !== start.partial?.cursor) {
+        throw new Error(`the mark of ${job.writer} moved while its apply job was prepared`);
       }
-      if (next === undefined) {
-        // Only the owner applies, so nothing moved since the segments were chosen.
-        if (record.through !== start.through || record.partial?.cursor !== start.partial?.cursor) {
-          throw new Error(`the mark of ${job.writer} moved while its apply job was prepared`);
-        }
-        next = resumeAt(keys, record.partial);
-      }
-      const end = Math.min(keys.length, next + job.domainsPerTransaction);
-      tables.addCounts(keys, next, end, deltas);
-      crashPoint('apply-transaction');
-      if (end === keys.length) {
+      return record.partial ? indexAfter(keys, record.partial.cursor) : 0;
+    },
+    record: (end: number, finished: boolean) => {
+      record = ownedRecord(applied, job);
+      if (finished) {
         record.through = through;
         delete record.partial;
-        done = true;
       } else {
         record.partial = { through, cursor: keys[end - 1]! };
       }
       applied.put(job.writer, record);
       applied.bumpEpoch();
-      next = end;
-    });
-    if (!done && process.env.SVC_CRASH_AT) {
-      await tables.root.committed;
-      crashPoint('apply-part');
-    }
-  }
+    },
+  };
+  await tables.addSortedInParts(keys, deltas, job.domainsPerTransaction, progress, async () => {
+    if (!process.env.SVC_CRASH_AT) return;
+    await tables.root.committed;
+    crashPoint('apply-part');
+  });
   await tables.root.flushed;
   return { writer: job.writer, through, domains: keys.length, events, cut };
 }
@@ -91,18 +85,13 @@ function checkContiguous(writer: string, segments: readonly SegmentName[], first
   }
 }
 
-/** Where in the sorted keys the job starts: after the cursor of its own interrupted run, if any. */
-function resumeAt(keys: readonly string[], partial: WriterRecord['partial']): number {
-  if (partial === undefined) return 0;
-  const cursor = partial.cursor;
-  let low = 0;
-  let high = keys.length;
-  while (low < high) {
-    const middle = (low + high) >>> 1;
-    if (keys[middle]! <= cursor) low = middle + 1;
-    else high = middle;
+/** The writer's record, read in the transaction; another owner recorded means this process must stop. */
+function ownedRecord(applied: AppliedTable, job: ApplyJob): WriterRecord {
+  const record = applied.writer(job.writer);
+  if (record === undefined || record.owner !== job.owner) {
+    throw new FencedError(`the journal of ${job.writer} is now applied by ${record?.owner ?? 'nobody'}`);
   }
-  return low;
+  return record;
 }
 
 /** The deltas of whole segments, summed per domain. A torn tail (a crash mid-write) is left out. */
@@ -137,9 +126,4 @@ export function readSegments(
     for (const start of scan.records) forEachEntry(buffer, start, add);
   }
   return { deltas, events, cut };
-}
-
-/** The order of JavaScript's `<` on strings, which the marks' cursors compare with. */
-function byCodeUnit(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
 }
