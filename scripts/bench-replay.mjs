@@ -95,7 +95,7 @@ async function compareWithExpected(store, expectedFile) {
   const expected = JSON.parse(readFileSync(expectedFile, 'utf8'));
   const { LmdbStore } = await import('../dist/store/lmdb-store.js');
   const { normalizeDomain } = await import('../dist/core/domain.js');
-  const db = new LmdbStore(store);
+  const db = await LmdbStore.open(store, { use: 'bulk' });
   try {
     const entries = Object.entries(expected);
     const stored = await db.getMany(entries.map(([domain]) => normalizeDomain(domain)));

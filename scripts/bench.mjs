@@ -1,35 +1,38 @@
 #!/usr/bin/env node
 // `npm run bench`: every performance figure of svc on this machine, each next to its ceiling
 // measured in the same run, in one table; also written as JSON to bench/results/bench-<date>.json.
-// The HTTP figures are found with `svc loadtest` (open model): the rate is stepped up until the
-// P95 reaches 200 ms or a request fails, then bisected. See README.md, "Performance".
+// Throughput is measured with wrk (a JavaScript generator on the same cores would be the
+// bottleneck), latency at fixed rates with `svc loadtest` (open model, no coordinated omission).
+// See README.md, "Performance".
 //
-//   npm run bench                        # everything, about 35 minutes on 2 cores
-//   npm run bench -- --quick             # a smoke run: 1M domains, short steps, no replay/MongoDB rows
-//   npm run bench -- --domains 100000 --step 5 --skip replay,mongo --out /tmp/bench.json
-//   npm run bench -- --table bench/results/bench-2026-11-30.json   # print a saved run's table again
+//   npm run bench                        # everything, about 40 minutes on 2 cores
+//   npm run bench -- --quick             # a smoke run: 1M domains, short runs, no replay/MongoDB rows
+//   npm run bench -- --domains 2000000 --rounds 2 --seconds 10 --skip replay,mongo,reads --out /tmp/bench.json
+//   npm run bench -- --table bench/results/bench-2026-12-01.json   # print a saved run's table again
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
 import { $, argv } from 'zx';
-import { findSustainedRate, loadStep } from './bench/load.mjs';
+import { findSustainedRate } from './bench/load.mjs';
 import { startDaemon } from './bench/processes.mjs';
+import { alone, readsWhileIngesting, restartAfterKill, sustainedBatches, versus } from './bench/scale.mjs';
+import { writeBodies, writePaths } from './bench/workload-files.mjs';
+import { ensureWrk } from './bench/wrk.mjs';
 
 const root = new URL('..', import.meta.url).pathname;
 const svc = join(root, 'bin/svc.js');
 const quick = Boolean(argv.quick);
 const DOMAINS = Number(argv.domains ?? (quick ? 1_000_000 : 10_000_000));
-const STEP = { seconds: Number(argv.step ?? (quick ? 3 : 5)), warmup: quick ? 1 : 2 };
+const ROUNDS = Number(argv.rounds ?? (quick ? 1 : 3));
+const SECONDS = Number(argv.seconds ?? (quick ? 5 : 15));
 const skip = new Set(String(argv.skip ?? (quick ? 'replay,mongo' : '')).split(',').filter(Boolean));
-// Enough connections that a request never waits for one at the rates reached here, the same on
-// every side of a ratio.
-const CONNECTIONS = 256;
+const CONNECTIONS = 128;
 const BATCH = 1000;
-const INGEST_WHILE_READING = 50_000;
+/** Long enough to fill the journal's bound (--journal-max) when the store cannot keep up. */
+const BATCH_SECONDS = quick ? 15 : 60;
 
 if (argv.table) {
-  const saved = JSON.parse(readFileSync(argv.table, 'utf8'));
-  printTable(saved);
+  printTable(JSON.parse(readFileSync(argv.table, 'utf8')));
   process.exit(0);
 }
 
@@ -38,50 +41,58 @@ const store = join(work, 'store');
 const result = {
   date: new Date().toISOString(),
   machine: { cores: cpus().length, cpu: cpus()[0]?.model, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version },
-  settings: { domains: DOMAINS, stepSeconds: STEP.seconds, warmupSeconds: STEP.warmup, connections: CONNECTIONS, batch: BATCH, sustained: 'P95 < 200 ms, no errors, nothing dropped' },
+  settings: { domains: DOMAINS, rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, batch: BATCH, batchSeconds: BATCH_SECONDS },
 };
 const log = (...args) => console.error('bench:', ...args);
-const showStep = (name) => (s) =>
-  log(`${name} ${s.rps}/s → p95 ${s.p95Ms.toFixed(1)} ms, errors ${s.errors + s.dropped}, server ${Math.round(s.serverCpuMicrosPerRequest)} µs CPU/request ${s.sustained ? 'ok' : 'FAIL'}`);
 
 try {
   await $({ cwd: root, stdio: 'inherit' })`npx tsc -p tsconfig.json`;
+  await ensureWrk();
   log(`machine: ${result.machine.cores} × ${result.machine.cpu}, node ${process.version}; work in ${work}`);
 
+  // (10) Filling the store is itself a figure: replay of one event per domain into an empty store.
   result.fill = await fillStore();
-  const events = ['--connections', CONNECTIONS, '--domains', DOMAINS];
+  const files = await workloadFiles();
+  const wrk = { rounds: ROUNDS, seconds: SECONDS, connections: CONNECTIONS, log };
 
-  // (1)-(3) PUT, one event per request, against a bare node:http server and serve-http.
-  result.put = {
-    ceiling: await search('ceiling PUT', ceilingArgs(1), 4000, events),
-    svc: await search('serve-http PUT', serveHttpArgs(1), 2000, events),
-    ceiling2: await search('ceiling --workers 2 PUT', ceilingArgs(2), 4000, events),
-    svc2: await search('serve-http --workers 2 PUT', serveHttpArgs(2), 2000, events),
-  };
+  // (1), (2), (3) PUT, one event per request, against a bare node:http server in the same run.
+  result.put = await versus('PUT uniform', { ...wrk, svcArgs: serveHttp(store), ceilingArgs: ceiling(), load: { paths: files.uniform } });
+  result.put2m = await versus('PUT over 2M domains', { ...wrk, svcArgs: serveHttp(store), ceilingArgs: ceiling(), load: { paths: files.twoMillion } });
+  result.put100 = await versus('PUT over 100 domains', { ...wrk, svcArgs: serveHttp(join(work, 'small')), ceilingArgs: ceiling(), load: { domains: 100 } });
+  // (4) Latency when the server is far from saturated: 8 connections.
+  result.c8 = await alone('PUT, 8 connections', { ...wrk, connections: 8, args: serveHttp(store), load: { paths: files.uniform } });
+  // (8) --fsync against the default, alternating.
+  result.fsync = await versus('PUT --fsync', { ...wrk, svcArgs: [...serveHttp(store), '--fsync'], ceilingArgs: serveHttp(store), load: { paths: files.uniform } });
 
-  // (4) POST /events, 1,000 events per request.
-  const batches = [...events, '--mode', 'batch', '--batch-size', BATCH, '--connections', 32];
+  // (5) POST batches: the parse ceiling, and what serve-http sustains once its journal's bound is reached.
   result.batch = {
-    ceiling: await search('ceiling POST', ceilingArgs(1), 100, batches),
-    svc: await search('serve-http POST', serveHttpArgs(1), 10, batches),
-    // Real mail traffic is skewed (a few providers take most of it): repeats within a commit cost
-    // the store nothing more.
-    svcZipf: await search('serve-http POST zipf', serveHttpArgs(1), 10, [...batches, '--distribution', 'zipf']),
+    ceiling: await alone('POST ceiling (parse only)', { ...wrk, rounds: 1, connections: 16, args: ceiling(['--parse']), load: { bodies: files.bodies } }),
+    svc: await sustainedBatches('POST serve-http', { seconds: BATCH_SECONDS, connections: 16, args: serveHttp(store), load: { bodies: files.bodies }, batch: BATCH, log }),
   };
 
-  // The store alone, in the state the figures above left it in. Its rate depends on the batch
-  // size, and serve-http's batches grow while a commit is under way: at its best PUT rates they
-  // hold hundreds of domains, and POSTs fill them to thousands.
-  result.store = JSON.parse((await $`${process.execPath} ${join(root, 'scripts/bench/store-ceiling.mjs')} --store ${store} --domains ${DOMAINS} --sizes 1000,10000 --seconds ${STEP.seconds}`).stdout);
-  log(`store alone: ${result.store.batches.map((b) => `${Math.round(b.domainsPerSecond)} domains/s in batches of ${b.domainsPerBatch}`).join(', ')}`);
+  // (6), (7) Reads on serve-read while serve-http ingests at 80 % of what it sustains, and how long
+  // an acknowledged event takes to show there.
+  if (!skip.has('reads')) {
+    const ingest = Math.round((result.batch.svc.eventsPerSecond * 0.8) / BATCH) * BATCH;
+    result.reads = await readsWhileIngesting({
+      writerArgs: serveHttp(store),
+      readerArgs: serveRead(store),
+      ingestEventsPerSecond: ingest,
+      batch: BATCH,
+      readRps: 2000,
+      domains: DOMAINS,
+      seconds: quick ? 10 : 30,
+      warmup: 3,
+      log,
+    });
+    // serve-read alone, against its ceiling (the highest rate with P95 < 200 ms).
+    const reads = ['--connections', 256, '--domains', DOMAINS, '--read-ratio', 1].map(String);
+    const step = { seconds: quick ? 3 : 5, warmup: quick ? 1 : 2, args: reads, onStep: (s) => log(`GET ${s.rps}/s → p95 ${s.p95Ms.toFixed(1)} ms ${s.sustained ? 'ok' : 'FAIL'}`) };
+    result.get = { ceiling: await search(ceiling(), 4000, step), svc: await search(serveRead(store), 2000, step) };
+  }
 
-  // (5) GET /domains/:domain on serve-read over the filled store; then reads while ingesting.
-  const reads = [...events, '--read-ratio', 1];
-  result.read = {
-    ceiling: await search('ceiling GET', ceilingArgs(1), 4000, reads),
-    svc: await search('serve-read GET', serveReadArgs(), 2000, reads),
-  };
-  result.read.whileIngesting = await readWhileIngesting();
+  // (9) A restart after kill -9 under load, until /readyz answers 200.
+  result.restart = await restartAfterKill({ args: serveHttp(store), load: { paths: files.uniform }, loadSeconds: quick ? 9 : 30, connections: CONNECTIONS, journalDir: join(store, 'journal'), log });
 
   if (!skip.has('replay')) result.replay = await subBench('bench-replay.mjs', ['--events', quick ? 1_000_000 : 10_000_000, '--rounds', 1, '--mongo-events', 0]);
   if (!skip.has('mongo')) result.mongo = await subBench('bench-mongo.mjs', ['--events', 10_000, '--domains', 1_000]);
@@ -95,24 +106,22 @@ try {
   rmSync(work, { recursive: true, force: true });
 }
 
-function ceilingArgs(workers) {
-  return [join(root, 'scripts/bench/ceiling-server.mjs'), '--workers', workers];
+function ceiling(extra = []) {
+  return [join(root, 'scripts/bench/ceiling-server.mjs'), ...extra];
 }
 
-function serveHttpArgs(workers) {
-  return [svc, 'serve-http', '--port', 0, '--store', store, '--workers', workers, '--log-level', 'warn'];
+function serveHttp(path) {
+  return [svc, 'serve-http', '--port', 0, '--store', path, '--log-level', 'warn'];
 }
 
-function serveReadArgs() {
-  return [svc, 'serve-read', '--port', 0, '--store', store, '--log-level', 'warn'];
+function serveRead(path) {
+  return [svc, 'serve-read', '--port', 0, '--store', path, '--log-level', 'warn'];
 }
 
-/** Starts the daemon, finds its highest sustained rate, stops it. */
-async function search(name, daemonArgs, start, loadArgs) {
-  const daemon = await startDaemon(daemonArgs.map(String));
+async function search(args, start, step) {
+  const daemon = await startDaemon(args.map(String));
   try {
-    const { best, steps } = await findSustainedRate(daemon, { start, ...STEP, args: loadArgs.map(String), onStep: showStep(name) });
-    return { best, steps };
+    return (await findSustainedRate(daemon, { start, ...step })).best;
   } finally {
     await daemon.stop();
   }
@@ -125,47 +134,34 @@ async function fillStore() {
   log(`filling the store with ${DOMAINS} domains`);
   const started = performance.now();
   const replay = await $({ quiet: true })`/usr/bin/time -f %M ${process.execPath} ${svc} replay ${file} --store ${store} --json --no-progress`;
+  const replaySeconds = (performance.now() - started) / 1000;
   rmSync(file);
-  // The fill leaves a gigabyte of dirty pages for the kernel to write back; measuring anything
-  // while it does would measure the disk. The wait counts as part of the fill.
+  // The fill leaves dirty pages for the kernel to write back; measuring anything while it does
+  // would measure the disk.
   await $`sync`;
   const seconds = (performance.now() - started) / 1000;
   const summary = JSON.parse(replay.stdout);
   const storeBytes = Number((await $`du -sb ${store}`).stdout.split('\t')[0]);
-  const fill = { domains: DOMAINS, events: summary.events ?? DOMAINS, seconds, eventsPerSecond: DOMAINS / seconds, peakRssMb: Math.round(Number(replay.stderr.trim().split('\n').pop()) / 1024), storeBytes };
-  log(`filled in ${seconds.toFixed(1)} s (${Math.round(fill.eventsPerSecond)} events/s), store ${(storeBytes / 2 ** 20).toFixed(0)} MiB`);
+  const fill = {
+    domains: DOMAINS,
+    events: summary.events,
+    replaySeconds,
+    seconds,
+    eventsPerSecond: summary.events / replaySeconds,
+    peakRssMb: Math.round(Number(replay.stderr.trim().split('\n').pop()) / 1024),
+    storeBytes,
+  };
+  log(`filled in ${replaySeconds.toFixed(1)} s (${Math.round(fill.eventsPerSecond)} events/s; ${seconds.toFixed(1)} s with the flush to disk), store ${(storeBytes / 2 ** 20).toFixed(0)} MiB`);
   return fill;
 }
 
-/**
- * The P95 of status reads from serve-read while serve-http ingests INGEST_WHILE_READING events/s;
- * when that is more than the store sustains (see the POST figure), also at 80 % of what it does.
- */
-async function readWhileIngesting() {
-  const sustained = rateOf(result.batch.svc) * BATCH;
-  const rates = [INGEST_WHILE_READING];
-  if (sustained * 0.8 < INGEST_WHILE_READING) rates.push(Math.round((sustained * 0.8) / BATCH) * BATCH);
-  const runs = [];
-  for (const eventsPerSecond of rates.filter((rate) => rate > 0)) runs.push(await readWhileIngestingAt(eventsPerSecond));
-  return runs;
-}
-
-async function readWhileIngestingAt(eventsPerSecond) {
-  const writer = await startDaemon(serveHttpArgs(1).map(String));
-  const reader = await startDaemon(serveReadArgs().map(String));
-  try {
-    const readRate = Math.max(500, Math.round((result.read.svc.best?.rps ?? 2000) / 4));
-    const common = { seconds: STEP.seconds * 2, warmup: STEP.warmup };
-    const [ingest, read] = await Promise.all([
-      loadStep(writer, eventsPerSecond / BATCH, { ...common, args: ['--mode', 'batch', '--batch-size', BATCH, '--domains', DOMAINS, '--connections', 32].map(String) }),
-      loadStep(reader, readRate, { ...common, args: ['--read-ratio', 1, '--domains', DOMAINS, '--connections', CONNECTIONS].map(String) }),
-    ]);
-    log(`reads at ${readRate}/s while ingesting ${eventsPerSecond} events/s: read p95 ${read.p95Ms} ms, ingest p95 ${ingest.p95Ms} ms`);
-    return { ingestEventsPerSecond: eventsPerSecond, ingest, readRps: readRate, read };
-  } finally {
-    await writer.stop();
-    await reader.stop();
-  }
+/** What wrk sends: PUT paths uniform over every domain and over 2M of them, and POST bodies. */
+async function workloadFiles() {
+  const files = { uniform: join(work, 'paths-uniform.txt'), twoMillion: join(work, 'paths-2m.txt'), bodies: join(work, 'bodies.txt') };
+  await writePaths(files.uniform, { count: 4_000_000, domains: DOMAINS });
+  await writePaths(files.twoMillion, { count: 4_000_000, domains: Math.min(DOMAINS, 2_000_000), seed: 9 });
+  await writeBodies(files.bodies, { count: 2000, size: BATCH, domains: DOMAINS });
+  return files;
 }
 
 /** Runs one of the standalone benches (they keep their own ceilings) and takes its JSON. */
@@ -178,56 +174,60 @@ async function subBench(script, args) {
 /** Prints the table of a run's results as markdown and returns its rows. */
 function printTable(result) {
   const rows = [];
-  const row = (figure, svcValue, ceilingValue, target, note = '') =>
-    rows.push([figure, svcValue, ceilingValue, ceilingValue ? ratioOf(svcValue, ceilingValue) : '', target, note]);
-  const n = (value) => Math.round(value).toLocaleString('en');
-  const p95 = (s) => (s.best ? `, P95 ${s.best.p95Ms.toFixed(0)} ms` : '');
-  const cpu = (s) => (s.best ? `${Math.round(s.best.serverCpuMicrosPerRequest)} µs CPU/request` : '');
-  const { put, batch, read } = result;
-  const batchSize = result.settings.batch;
-  const storeRate = (size) => Math.round(result.store.batches.find((b) => b.domainsPerBatch === size).domainsPerSecond);
-  row('(1)-(2) PUT events/s, 1 process', `${n(rateOf(put.svc))}${p95(put.svc)}`, n(rateOf(put.ceiling)), '≥ 0.7', `svc ${cpu(put.svc)}, ceiling ${cpu(put.ceiling)}; store alone: ${n(storeRate(1000))} domains/s in batches of 1,000`);
-  row('(3) PUT events/s, --workers 2', `${n(rateOf(put.svc2))}${p95(put.svc2)}`, n(rateOf(put.ceiling2)), '', `vs 1-process ceiling: ${ratioOf(rateOf(put.svc2), rateOf(put.ceiling))}`);
-  row('(4) POST 1,000-event batches, events/s, uniform', `${n(rateOf(batch.svc) * batchSize)}${p95(batch.svc)}`, n(rateOf(batch.ceiling) * batchSize), '≥ 1,000,000 events/s', `svc ${cpu(batch.svc)}; store alone: ${n(storeRate(10_000))} domains/s in batches of 10,000`);
-  row('(4) POST 1,000-event batches, events/s, zipf', `${n(rateOf(batch.svcZipf) * batchSize)}${p95(batch.svcZipf)}`, n(rateOf(batch.ceiling) * batchSize), '≥ 1,000,000 events/s', `svc ${cpu(batch.svcZipf)}`);
-  row(`(5) serve-read GET/s, ${n(result.settings.domains)} domains`, `${n(rateOf(read.svc))}${p95(read.svc)}`, n(rateOf(read.ceiling)), '', `svc ${cpu(read.svc)}`);
-  for (const w of read.whileIngesting) {
-    row(`(5) read P95 while ingesting ${n(w.ingestEventsPerSecond)} events/s`, `${w.read.p95Ms.toFixed(1)} ms at ${n(w.readRps)}/s`, '', '< 200 ms', `ingest P95 ${n(w.ingest.p95Ms)} ms, errors ${w.ingest.errors + w.read.errors}`);
+  const row = (figure, before, measured, target, note = '') => rows.push([figure, before, measured, target, note]);
+  const n = (value) => (value === undefined || Number.isNaN(value) ? '' : Math.round(value).toLocaleString('en'));
+  const ms = (value, digits = 1) => (value === undefined ? '' : `${value.toFixed(digits)} ms`);
+  const ratio = (a, b) => (b ? (a / b).toFixed(2) : '');
+  const mb = (bytes) => (bytes === undefined ? '' : `${Math.round(bytes / 2 ** 20)} MB`);
+  const domains = n(result.settings.domains);
+  const vs = (v) => `**${ratio(v.svc.okRps, v.ceiling.okRps)}** (${n(v.svc.okRps)} against ${n(v.ceiling.okRps)})`;
+
+  const { put, put2m, put100, c8, fsync, batch, reads, restart, fill, get } = result;
+  row(`PUT requests/s, ${domains} domains, 1 process, vs bare node:http`, '0.42', `${vs(put)}, P95 ${ms(put.svc.p95Ms)}`, '≥ 0.7, P95 < 200 ms', `CPU per request: svc ${n(put.svc.cpuMicrosPerRequest)} µs, bare ${n(put.ceiling.cpuMicrosPerRequest)} µs`);
+  row('PUT requests/s, 2M distinct domains, uniform, vs bare', '0.17 (7,638 against 44,934)', vs(put2m), '≥ 0.7');
+  row('PUT requests/s on a 100-domain store, vs bare', '0.53', vs(put100), '≥ 0.8');
+  row('PUT with 8 connections, P50 latency', '2.0 ms (3,634 requests/s)', `**${ms(c8.p50Ms, 2)}** (${n(c8.okRps)} requests/s)`, '< 0.5 ms');
+  row(
+    'POST 1,000-event batches, events/s',
+    '18,000',
+    `**${n(batch.svc.eventsPerSecond)}**, ${ratio(batch.svc.eventsPerSecond, batch.ceiling.okRps * result.settings.batch)} of the parse ceiling (${n(batch.ceiling.okRps * result.settings.batch)})`,
+    '≥ 1,000,000 (or ≥ 0.7 of the parse ceiling)',
+    `sustained over ${result.settings.batchSeconds} s; applied to LMDB ${n(batch.svc.appliedPerSecond)} events/s; ${n(batch.svc.non2xx)} requests refused (journal full)`,
+  );
+  if (reads) {
+    row(
+      `serve-read P99 while serve-http ingests at 80 % of its max (${n(reads.ingestEventsPerSecond)} events/s)`,
+      '915 ms (P95)',
+      `**${ms(reads.read.p99Ms)}** at ${n(reads.readRps)} reads/s (P95 ${ms(reads.read.p95Ms)})`,
+      '< 50 ms',
+      `ingest P95 ${ms(reads.ingest.p95Ms)}, errors ${reads.read.errors + reads.ingest.errors}`,
+    );
+    row('lag from acknowledgement to visible on serve-read, P99', 'n/a', `**${ms(reads.probes.p99Ms)}** (P50 ${ms(reads.probes.p50Ms)}, ${reads.probes.count} probes)`, '≤ 1 s', `svc_journal_read_lag_seconds P99 ≤ ${ms(reads.lagMetricP99Ms, 0)}`);
   }
+  row('`--fsync` PUT rate vs default', 'n/a', `**${ratio(fsync.svc.okRps, fsync.ceiling.okRps)}** (${n(fsync.svc.okRps)} against ${n(fsync.ceiling.okRps)})`, '≥ 0.5', `P50 ${ms(fsync.svc.p50Ms, 2)} against ${ms(fsync.ceiling.p50Ms, 2)}`);
+  row('restart after kill -9 under load, until /readyz is 200', 'n/a', `**${(restart.readyMs / 1000).toFixed(1)} s**`, '≤ 15 s', `${mb(restart.journalBytes)} of journal left by the killed process`);
+  row(`replay, ${domains} distinct domains into an empty store`, '39k events/s', `**${n(fill.eventsPerSecond)} events/s** (${fill.replaySeconds.toFixed(0)} s)`, '≥ 400k events/s', `peak RSS ${fill.peakRssMb} MB, store ${mb(fill.storeBytes)}`);
+  const anon = Math.max(put.svc.peakRssAnon, batch.svc.peakRssAnon, reads?.writerPeakRssAnon ?? 0);
+  row('serve-http anonymous RSS (not the mapped store) under load', 'n/a', `**${mb(anon)}**`, '< 1 GB', `peak over the PUT, POST and read runs; total RSS ${mb(put.svc.peakRss)}`);
+
+  const others = [];
+  if (get) others.push(['serve-read GET/s (P95 < 200 ms), vs bare', `${n(get.svc?.rps)} against ${n(get.ceiling?.rps)}: ${ratio(get.svc?.rps, get.ceiling?.rps)}`]);
   if (result.replay) {
     const r = result.replay;
-    row(`(6) replay ${n(r.log.events)} events, events/s`, n(r.replayLmdb.eventsPerSecond), n(r.ceiling.eventsPerSecond), '≥ 0.7', `${r.countsMismatched} domains differ`);
+    others.push([`replay of ${n(r.log.events)} events over ${n(r.log.domains)} domains, vs the parse ceiling`, `${n(r.replayLmdb.eventsPerSecond)} events/s against ${n(r.ceiling.eventsPerSecond)}: ${ratio(r.replayLmdb.eventsPerSecond, r.ceiling.eventsPerSecond)}; ${r.countsMismatched} domains differ`]);
   }
-  if (result.mongo) {
-    const m = result.mongo;
-    row('(7) MongoDB ingestion, events/s', n(m.serveHttp.eventsPerSecond), n(m.ceiling.eventsPerSecond), '≥ 0.8', m.server);
-  }
-  row('(8) peak RSS serve-http at its best PUT rate, MB', mb(put.svc.best?.serverPeakRss), '', '', `batch: ${mb(batch.svc.best?.serverPeakRss)} MB`);
-  if (result.replay) row('(8) peak RSS replay, MB', result.replay.replayLmdb.peakRssMb, '', '< 300');
-  for (const b of result.store.batches) {
-    row(`store alone: applyBatch of ${b.domainsPerBatch} random domains, domains/s`, n(b.domainsPerSecond), '', '', `${b.msPerCommit.toFixed(1)} ms/commit, ${b.cpuMicrosPerDomain.toFixed(1)} µs CPU/domain`);
-  }
-  const f = result.fill;
-  row(`store filled: ${n(f.domains)} domains by replay`, `${f.seconds.toFixed(0)} s, ${n(f.eventsPerSecond)} events/s`, '', '', `${mb(f.storeBytes)} MB on disk, replay peak RSS ${f.peakRssMb} MB`);
+  if (result.mongo) others.push(['MongoDB ingestion vs the driver\'s bulk upserts', `${n(result.mongo.serveHttp.eventsPerSecond)} events/s against ${n(result.mongo.ceiling.eventsPerSecond)}: ${ratio(result.mongo.serveHttp.eventsPerSecond, result.mongo.ceiling.eventsPerSecond)} (${result.mongo.server})`]);
 
   const m = result.machine;
-  console.log(`\nsvc bench ${result.date.slice(0, 10)}: ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}; load generator on the same machine\n`);
-  console.log('| figure | svc | ceiling | ratio | target | notes |');
-  console.log('|---|---|---|---|---|---|');
+  console.log(`\nsvc bench ${result.date.slice(0, 10)}: ${m.cores} × ${m.cpu}, ${m.memoryGiB} GiB, Node ${m.node}; load generators on the same machine`);
+  console.log(`wrk -c${result.settings.connections}, ${result.settings.rounds} runs of ${result.settings.seconds} s per side, alternating; medians\n`);
+  console.log('| figure | before (issue 12) | now | target | notes |');
+  console.log('|---|---|---|---|---|');
   for (const r of rows) console.log(`| ${r.join(' | ')} |`);
-  return rows;
-}
-
-function rateOf(search) {
-  return search.best?.rps ?? 0;
-}
-
-/** The ratio of two table cells, which may be formatted (`12,500, P95 31 ms`). */
-function ratioOf(a, b) {
-  const number = (cell) => Number.parseFloat(String(cell).replaceAll(',', ''));
-  return number(b) ? (number(a) / number(b)).toFixed(2) : '';
-}
-
-function mb(bytes) {
-  return bytes === undefined ? '' : Math.round(bytes / 2 ** 20);
+  if (others.length > 0) {
+    console.log('\n| other figure | now |');
+    console.log('|---|---|');
+    for (const r of others) console.log(`| ${r.join(' | ')} |`);
+  }
+  return { rows, others };
 }

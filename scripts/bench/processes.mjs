@@ -29,8 +29,11 @@ export async function startDaemon(args, { env = {} } = {}) {
     child.once('exit', (code) => reject(new Error(`${args.join(' ')} exited with ${code} before listening`)));
   });
   let peakRss = 0;
+  let peakRssAnon = 0;
   const sampler = setInterval(() => {
-    peakRss = Math.max(peakRss, treeUsage(child.pid).rss);
+    const usage = treeUsage(child.pid);
+    peakRss = Math.max(peakRss, usage.rss);
+    peakRssAnon = Math.max(peakRssAnon, usage.rssAnon);
   }, 200);
   return {
     url,
@@ -39,13 +42,16 @@ export async function startDaemon(args, { env = {} } = {}) {
     cpuSeconds: () => treeUsage(child.pid).cpuSeconds,
     /** The highest resident memory of the tree seen since the last reset, in bytes. */
     peakRss: () => Math.max(peakRss, treeUsage(child.pid).rss),
+    /** The same for anonymous memory only (heap and stacks, not the mapped store files). */
+    peakRssAnon: () => Math.max(peakRssAnon, treeUsage(child.pid).rssAnon),
     resetPeakRss: () => {
       peakRss = 0;
+      peakRssAnon = 0;
     },
-    async stop() {
+    async stop(signal = 'SIGTERM') {
       clearInterval(sampler);
-      if (child.exitCode !== null) return;
-      child.kill('SIGTERM');
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill(signal);
       await new Promise((resolve) => child.once('exit', resolve));
     },
   };
@@ -70,12 +76,14 @@ export function treeUsage(pid) {
   }
   let cpuTicks = 0;
   let rssPages = 0;
+  let rssAnon = 0;
   for (const [candidate, stat] of stats) {
     if (!descendsFrom(candidate, pid, stats)) continue;
     cpuTicks += stat.utime + stat.stime;
     rssPages += stat.rss;
+    rssAnon += rssAnonOf(candidate);
   }
-  return { cpuSeconds: cpuTicks / TICKS_PER_SECOND, rss: rssPages * PAGE_BYTES };
+  return { cpuSeconds: cpuTicks / TICKS_PER_SECOND, rss: rssPages * PAGE_BYTES, rssAnon };
 }
 
 function descendsFrom(candidate, ancestor, stats) {
@@ -83,6 +91,16 @@ function descendsFrom(candidate, ancestor, stats) {
     if (current === ancestor) return true;
   }
   return false;
+}
+
+/** Anonymous resident bytes (RssAnon in /proc/<pid>/status): memory of the process's own, not files mapped. */
+function rssAnonOf(pid) {
+  try {
+    const match = /RssAnon:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return match ? Number(match[1]) * 1024 : 0;
+  } catch {
+    return 0;
+  }
 }
 
 function readStat(pid) {

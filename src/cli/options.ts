@@ -87,7 +87,7 @@ export function addStoreOptions(command: Command, use: { writes?: boolean; reads
 /** Embedded store, serve-http: how much journal may wait to be applied before events get 503. */
 export const journalMaxOption = () =>
   option('--journal-max <bytes>', 'embedded store: journal not yet applied to LMDB that one process may hold (503 beyond)', 'SVC_JOURNAL_MAX')
-    .default(DEFAULTS.journalMaxBytes, '128MiB')
+    .default(DEFAULTS.journalMaxBytes, '96MiB')
     .argParser(size);
 /** Embedded store, serve-http: how often the journal is applied to LMDB at the least. */
 export const applyIntervalOption = () =>

@@ -221,7 +221,8 @@ export class CounterEngine {
       },
       (error: unknown) => {
         this.#observer.commitFailed(batch.deltas.size, batch.events, (performance.now() - started) / 1000);
-        this.#observer.rejected('store_unavailable', batch.events);
+        // A store may refuse a batch before taking anything of it in (the embedded store's journal is full).
+        this.#observer.rejected(error instanceof OverloadedError ? 'overloaded' : 'store_unavailable', batch.events);
         this.#stats.failedBatches++;
         this.#settle(batch);
         batch.reject(error instanceof SvcError ? error : new StoreUnavailableError('store write failed', { cause: error }));

@@ -10,6 +10,13 @@ export function fnv1a(text: string, start = 0, end = text.length, seed = FNV_OFF
   return hash;
 }
 
+/** FNV-1a over bytes[start, end): for ASCII, the same as fnv1a over the text they hold. */
+export function fnv1aBytes(bytes: Uint8Array, start: number, end: number, seed = FNV_OFFSET): number {
+  let hash = seed;
+  for (let i = start; i < end; i++) hash = Math.imul(hash ^ bytes[i]!, FNV_PRIME);
+  return hash;
+}
+
 /** murmur3's 32-bit finaliser: a bijection on 32-bit integers that scatters nearby inputs. */
 export function mix32(x: number): number {
   x ^= x >>> 16;

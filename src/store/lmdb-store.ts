@@ -9,7 +9,7 @@ import { JournalIngest, type IngestObserver, type JournalOptions } from './journ
 import { journalDirectory } from './journal/segments.js';
 import { JournalTail, type TailObserver } from './journal/tail.js';
 import { UnappliedIndex } from './journal/unapplied.js';
-import { byCodeUnit, indexAfter, LmdbTables, type PartProgress } from './lmdb-tables.js';
+import { indexAfter, LmdbTables, sortDeltas, type PartProgress } from './lmdb-tables.js';
 
 /**
  * How a process uses the store. `ingest` (serve-http) acknowledges batches once they are in its
@@ -113,9 +113,9 @@ export class LmdbStore implements CounterStore {
     if (this.#ingest && !checkpoint) return this.#ingest.append(deltas);
     // Replay's batches (and writes of a process that does not ingest) go straight to LMDB.
     try {
-      const keys = [...deltas.keys()].sort(byCodeUnit);
-      const progress = checkpoint ? replayProgress(this.#tables.replays, checkpoint, keys) : { start: () => 0, record() {} };
-      await this.#tables.addSortedInParts(keys, deltas, this.#perTransaction, progress, () => new Promise((resolve) => setImmediate(resolve)));
+      const sorted = sortDeltas(deltas);
+      const progress = checkpoint ? replayProgress(this.#tables.replays, checkpoint, sorted.keys) : { start: () => 0, record() {} };
+      await this.#tables.addSortedInParts(sorted, this.#perTransaction, progress, () => new Promise((resolve) => setImmediate(resolve)));
       await (this.#fsync ? this.#tables.root.flushed : this.#tables.root.committed);
     } catch (error) {
       throw new StoreUnavailableError('embedded store write failed', { cause: error });

@@ -4,6 +4,26 @@ import type { DomainCounts } from '../core/status.js';
 import type { Deltas, ReplayCheckpoint } from './counter-store.js';
 import { crashPoint } from './journal/crash-point.js';
 
+/** Deltas sorted by domain: `delivered[i]` and `bounced[i]` belong to `keys[i]`. */
+export interface SortedDeltas {
+  keys: readonly string[];
+  delivered: ArrayLike<number>;
+  bounced: ArrayLike<number>;
+}
+
+/** A map of deltas, sorted. */
+export function sortDeltas(deltas: Deltas): SortedDeltas {
+  const keys = [...deltas.keys()].sort(byCodeUnit);
+  const delivered = new Float64Array(keys.length);
+  const bounced = new Float64Array(keys.length);
+  keys.forEach((key, i) => {
+    const counts = deltas.get(key)!;
+    delivered[i] = counts.delivered;
+    bounced[i] = counts.bounced;
+  });
+  return { keys, delivered, bounced };
+}
+
 /** How a caller of addSortedInParts records its progress, inside each part's transaction. */
 export interface PartProgress {
   /** In the first transaction: the index in the keys to start at, or undefined if all is applied already. */
@@ -54,28 +74,28 @@ export class LmdbTables {
   }
 
   /** Adds the deltas of `keys[from..to)` to the stored counts. Call inside a write transaction. */
-  addCounts(keys: readonly string[], from: number, to: number, deltas: Deltas): void {
+  addCounts({ keys, delivered, bounced }: SortedDeltas, from: number, to: number): void {
     const domains = this.domains;
     for (let i = from; i < to; i++) {
       const domain = keys[i]!;
-      const delta = deltas.get(domain)!;
       const current = domains.getBinaryFast(domain);
       if (current === undefined) {
-        domains.put(domain, encodeCounts(delta.delivered, delta.bounced));
+        domains.put(domain, encodeCounts(delivered[i]!, bounced[i]!));
       } else {
-        domains.put(domain, encodeCounts(current.readDoubleLE(0) + delta.delivered, current.readDoubleLE(8) + delta.bounced));
+        domains.put(domain, encodeCounts(current.readDoubleLE(0) + delivered[i]!, current.readDoubleLE(8) + bounced[i]!));
       }
     }
   }
 
   /**
-   * Adds `deltas` over `keys` (sorted, so that neighbouring domains share LMDB pages) in parts of
+   * Adds `deltas` (sorted, so that neighbouring domains share LMDB pages) in parts of
    * `perTransaction` domains, one write transaction each: LMDB's cost of a transaction grows
    * faster than its size (its dirty-page lists are sorted arrays). `progress` records in each
    * transaction how far the keys are applied, so that a run cut short resumes after the last part
    * committed and never applies one twice. `between` runs between parts, outside any transaction.
    */
-  async addSortedInParts(keys: readonly string[], deltas: Deltas, perTransaction: number, progress: PartProgress, between?: () => Promise<void>): Promise<void> {
+  async addSortedInParts(deltas: SortedDeltas, perTransaction: number, progress: PartProgress, between?: () => Promise<void>): Promise<void> {
+    const keys = deltas.keys;
     let next: number | undefined;
     for (let done = false; !done; ) {
       this.root.transactionSync(() => {
@@ -85,7 +105,7 @@ export class LmdbTables {
           return;
         }
         const end = Math.min(keys.length, next + perTransaction);
-        this.addCounts(keys, next, end, deltas);
+        this.addCounts(deltas, next, end);
         crashPoint('apply-transaction');
         done = end === keys.length;
         progress.record(end, done);

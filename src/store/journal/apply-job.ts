@@ -1,10 +1,10 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import type { DomainCounts } from '../../core/status.js';
-import { byCodeUnit, indexAfter, type LmdbTables } from '../lmdb-tables.js';
+import { indexAfter, type LmdbTables } from '../lmdb-tables.js';
 import { AppliedTable, type WriterRecord } from './applied.js';
 import { crashPoint } from './crash-point.js';
-import { MAGIC, forEachEntry, scanRecords } from './record.js';
+import { DeltaTable } from './delta-table.js';
+import { MAGIC, forEachEntryBytes, scanRecords } from './record.js';
 import { listSegments, type SegmentName } from './segments.js';
 import { JournalDamagedError } from './tail.js';
 
@@ -45,8 +45,9 @@ export async function applyJob(tables: LmdbTables, directory: string, job: Apply
   if (through <= start.through) return undefined;
   const segments = listSegments(directory).filter((name) => name.writer === job.writer && name.seq > start.through && name.seq <= through);
   checkContiguous(job.writer, segments, start.through + 1, through);
-  const { deltas, events, cut } = readSegments(directory, segments);
-  const keys = [...deltas.keys()].sort(byCodeUnit);
+  const { table, events, cut } = readSegments(directory, segments);
+  const deltas = table.sorted();
+  const keys = deltas.keys;
   let record: WriterRecord | undefined;
   const progress = {
     start: () => {
@@ -69,7 +70,7 @@ export async function applyJob(tables: LmdbTables, directory: string, job: Apply
       applied.bumpEpoch();
     },
   };
-  await tables.addSortedInParts(keys, deltas, job.domainsPerTransaction, progress, async () => {
+  await tables.addSortedInParts(deltas, job.domainsPerTransaction, progress, async () => {
     if (!process.env.SVC_CRASH_AT) return;
     await tables.root.committed;
     crashPoint('apply-part');
@@ -95,20 +96,12 @@ function ownedRecord(applied: AppliedTable, job: ApplyJob): WriterRecord {
 }
 
 /** The deltas of whole segments, summed per domain. A torn tail (a crash mid-write) is left out. */
-export function readSegments(
-  directory: string,
-  segments: readonly SegmentName[],
-): { deltas: Map<string, DomainCounts>; events: number; cut: ApplyOutcome['cut'] } {
-  const deltas = new Map<string, DomainCounts>();
+export function readSegments(directory: string, segments: readonly SegmentName[]): { table: DeltaTable; events: number; cut: ApplyOutcome['cut'] } {
+  const table = new DeltaTable(1 << 16);
   const cut: ApplyOutcome['cut'] = [];
   let events = 0;
-  const add = (domain: string, delivered: number, bounced: number) => {
-    const counts = deltas.get(domain);
-    if (counts === undefined) deltas.set(domain, { delivered, bounced });
-    else {
-      counts.delivered += delivered;
-      counts.bounced += bounced;
-    }
+  const add = (bytes: Buffer, start: number, length: number, delivered: number, bounced: number) => {
+    table.addBytes(bytes, start, length, delivered, bounced);
     events += delivered + bounced;
   };
   for (const segment of segments) {
@@ -123,7 +116,7 @@ export function readSegments(
     if (scan.end < buffer.length && !buffer.subarray(scan.end).every((byte) => byte === 0)) {
       cut.push({ file: segment.file, bytes: buffer.length - scan.end });
     }
-    for (const start of scan.records) forEachEntry(buffer, start, add);
+    for (const start of scan.records) forEachEntryBytes(buffer, start, add);
   }
-  return { deltas, events, cut };
+  return { table, events, cut };
 }

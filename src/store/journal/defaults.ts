@@ -1,13 +1,14 @@
 /**
  * The journal's defaults. A segment is applied to LMDB once it is full or old; larger jobs cost
  * LMDB less per domain (its pages are shared by more of the job's domains), and cost memory: at
- * 10M uniform domains a 32 MiB segment holds about a million distinct ones (~100 MB in a reader).
+ * 10M uniform domains a 32 MiB segment holds about 1.2 million distinct ones, about 70 MB in the
+ * index of every process that reads it.
  */
 export const DEFAULT_JOURNAL = {
   segmentBytes: 32 * 1024 * 1024,
   applyAfterMs: 30_000,
-  /** Four segments: one being written, one being applied, two of slack. */
-  maxBytes: 128 * 1024 * 1024,
+  /** Three segments: one being written, one being applied, one of slack. */
+  maxBytes: 96 * 1024 * 1024,
   pollMs: 100,
   leaseMs: 15_000,
   /**

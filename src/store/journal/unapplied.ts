@@ -1,16 +1,12 @@
 import type { DomainCounts } from '../../core/status.js';
 import type { Deltas } from '../counter-store.js';
 import { isApplied, type AppliedMark, type AppliedTable } from './applied.js';
-import { MAGIC, forEachEntry, type EntryVisitor } from './record.js';
+import { DeltaTable } from './delta-table.js';
+import { MAGIC, forEachEntryBytes } from './record.js';
 
-/**
- * The deltas of one journal segment, as far as this process has read (or, for its own segment,
- * written) it. Deliveries and bounces are kept apart: a number per domain costs no object, and
- * bounces are rare.
- */
+/** The deltas of one journal segment, as far as this process has read (or, for its own segment, written) it. */
 export class SegmentDeltas {
-  readonly delivered = new Map<string, number>();
-  readonly bounced = new Map<string, number>();
+  readonly table = new DeltaTable();
   /** File offset up to which records are taken in: the next record starts here. */
   offset = MAGIC.length;
   events = 0;
@@ -21,20 +17,21 @@ export class SegmentDeltas {
     readonly file: string,
   ) {}
 
-  // Every domain has a delivered entry, even of 0: it was seen.
-  readonly add: EntryVisitor = (domain, delivered, bounced) => {
-    this.delivered.set(domain, (this.delivered.get(domain) ?? 0) + delivered);
-    if (bounced > 0) this.bounced.set(domain, (this.bounced.get(domain) ?? 0) + bounced);
+  readonly #addBytes = (bytes: Buffer, start: number, length: number, delivered: number, bounced: number) => {
+    this.table.addBytes(bytes, start, length, delivered, bounced);
     this.events += delivered + bounced;
   };
 
   addDeltas(deltas: Deltas): void {
-    for (const [domain, counts] of deltas) this.add(domain, counts.delivered, counts.bounced);
+    for (const [domain, counts] of deltas) {
+      this.table.add(domain, counts.delivered, counts.bounced);
+      this.events += counts.delivered + counts.bounced;
+    }
   }
 
   /** Takes in the valid records found at `starts` in `buffer`, which holds the file from `offset`. */
   addRecords(buffer: Buffer, starts: readonly number[]): void {
-    for (const start of starts) forEachEntry(buffer, start, this.add);
+    for (const start of starts) forEachEntryBytes(buffer, start, this.#addBytes);
   }
 
   /** Moves the read position past `bytes` more of the file. */
@@ -112,22 +109,26 @@ export class UnappliedIndex {
     let bounced = 0;
     let found = false;
     for (const segment of this.#segments.values()) {
-      const d = segment.delivered.get(domain);
-      const b = segment.bounced.get(domain);
-      if (d === undefined && b === undefined) continue;
-      if (isApplied(this.#marks.get(segment.writer), segment.seq, domain)) continue;
-      delivered += d ?? 0;
-      bounced += b ?? 0;
+      const entry = segment.table.find(domain);
+      if (entry < 0 || isApplied(this.#marks.get(segment.writer), segment.seq, domain)) continue;
+      delivered += segment.table.delivered(entry);
+      bounced += segment.table.bounced(entry);
       found = true;
     }
     if (!found) return stored;
     return { delivered: (stored?.delivered ?? 0) + delivered, bounced: (stored?.bounced ?? 0) + bounced };
   }
 
-  /** Distinct (segment, domain) entries held: what the index costs in memory. */
+  /** Distinct (segment, domain) entries held, and the bytes they take. */
   get entries(): number {
     let entries = 0;
-    for (const segment of this.#segments.values()) entries += segment.delivered.size + segment.bounced.size;
+    for (const segment of this.#segments.values()) entries += segment.table.size;
     return entries;
+  }
+
+  get bytes(): number {
+    let bytes = 0;
+    for (const segment of this.#segments.values()) bytes += segment.table.bytes;
+    return bytes;
   }
 }
