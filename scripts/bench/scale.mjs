@@ -13,34 +13,41 @@ const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.l
 
 /**
  * svc and its ceiling under the same wrk load, in alternating runs (A-B-A-B…), so that the
- * machine's drift hits both alike. Returns every run and the medians.
+ * machine's drift hits both alike; the ratio is the median of the rounds' ratios. Each run has its
+ * own process, so that nothing svc does in the background (applying its journal) falls into the
+ * ceiling's run; svc's runs last `svcSeconds`, long enough to hold apply jobs of their own.
  */
-export async function versus(name, { svcArgs, ceilingArgs, rounds, seconds, connections, load, log }) {
-  const ceiling = await startDaemon(ceilingArgs.map(String));
-  const svc = await startDaemon(svcArgs.map(String));
-  try {
-    const runs = { svc: [], ceiling: [] };
-    for (let round = 0; round < rounds; round++) {
-      for (const [side, daemon] of [['ceiling', ceiling], ['svc', svc]]) {
+export async function versus(name, { svcArgs, ceilingArgs, rounds, seconds, svcSeconds = seconds, connections, load, log }) {
+  const runs = { svc: [], ceiling: [] };
+  let peakRssAnon = 0;
+  let peakRss = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (const [side, args, length] of [['ceiling', ceilingArgs, seconds], ['svc', svcArgs, svcSeconds]]) {
+      const daemon = await startDaemon(args.map(String));
+      try {
         const cpuBefore = daemon.cpuSeconds();
-        const run = await runWrk(daemon.url, { seconds, connections, load });
+        const run = await runWrk(daemon.url, { seconds: length, connections, load });
         run.cpuMicrosPerRequest = ((daemon.cpuSeconds() - cpuBefore) * 1e6) / run.requests;
         runs[side].push(run);
+        if (side === 'svc') {
+          peakRssAnon = Math.max(peakRssAnon, daemon.peakRssAnon());
+          peakRss = Math.max(peakRss, daemon.peakRss());
+        }
         log(`${name} ${side}: ${Math.round(run.okRps)}/s, p50 ${run.p50Ms.toFixed(2)} ms, p95 ${run.p95Ms.toFixed(1)} ms, non-2xx ${run.non2xx}, ${Math.round(run.cpuMicrosPerRequest)} µs CPU/request`);
+      } finally {
+        await daemon.stop();
       }
     }
-    const summary = (list) => ({
-      okRps: median(list.map((r) => r.okRps)),
-      p50Ms: median(list.map((r) => r.p50Ms)),
-      p95Ms: median(list.map((r) => r.p95Ms)),
-      cpuMicrosPerRequest: median(list.map((r) => r.cpuMicrosPerRequest)),
-      non2xx: list.reduce((sum, r) => sum + r.non2xx, 0),
-    });
-    return { runs, svc: { ...summary(runs.svc), peakRssAnon: svc.peakRssAnon(), peakRss: svc.peakRss() }, ceiling: summary(runs.ceiling) };
-  } finally {
-    await svc.stop();
-    await ceiling.stop();
   }
+  const summary = (list) => ({
+    okRps: median(list.map((r) => r.okRps)),
+    p50Ms: median(list.map((r) => r.p50Ms)),
+    p95Ms: median(list.map((r) => r.p95Ms)),
+    cpuMicrosPerRequest: median(list.map((r) => r.cpuMicrosPerRequest)),
+    non2xx: list.reduce((sum, r) => sum + r.non2xx, 0),
+  });
+  const ratio = median(runs.svc.map((run, i) => run.okRps / runs.ceiling[i].okRps));
+  return { runs, ratio, svc: { ...summary(runs.svc), peakRssAnon, peakRss }, ceiling: summary(runs.ceiling) };
 }
 
 /** One daemon under one wrk load (several runs; the median). */
@@ -60,20 +67,24 @@ export async function alone(name, { args, rounds, seconds, connections, load, lo
 }
 
 /**
- * POST batches until serve-http holds back (journal full: 503s), long enough that the journal's
- * bound is reached: events acknowledged per second is what the store sustains. With svc's own
- * `/metrics` read before and after.
+ * POST batches for `seconds`: at first the journal takes in more than LMDB applies, until its
+ * bound is reached and serve-http refuses what would pass it (503). The events acknowledged in
+ * the last `steadySeconds` are what the store sustains.
  */
-export async function sustainedBatches(name, { args, seconds, connections, load, batch, log }) {
+export async function sustainedBatches(name, { args, seconds, steadySeconds, connections, load, batch, log }) {
   const daemon = await startDaemon(args.map(String));
   try {
+    const running = runWrk(daemon.url, { seconds, connections, load });
+    await sleep((seconds - steadySeconds) * 1000);
     const before = await scrape(daemon.url);
-    const run = await runWrk(daemon.url, { seconds, connections, load });
+    const started = performance.now();
+    const run = await running;
     const after = await scrape(daemon.url);
+    const elapsed = (performance.now() - started) / 1000;
     const accepted = metric(after, 'svc_events_accepted_total') - metric(before, 'svc_events_accepted_total');
     const applied = metric(after, 'svc_journal_applied_events_total') - metric(before, 'svc_journal_applied_events_total');
-    const result = { ...run, eventsPerSecond: accepted / run.seconds, appliedPerSecond: applied / run.seconds, peakRssAnon: daemon.peakRssAnon(), batch };
-    log(`${name}: ${Math.round(result.eventsPerSecond)} events/s acknowledged, ${Math.round(result.appliedPerSecond)} applied to LMDB, ${run.non2xx} requests refused (503)`);
+    const result = { ...run, eventsPerSecond: accepted / elapsed, appliedPerSecond: applied / elapsed, steadySeconds: elapsed, peakRssAnon: daemon.peakRssAnon(), batch };
+    log(`${name}: ${Math.round(result.eventsPerSecond)} events/s acknowledged and ${Math.round(result.appliedPerSecond)} applied to LMDB over the last ${elapsed.toFixed(0)} s; ${run.non2xx} requests refused (503) in all`);
     return result;
   } finally {
     await daemon.stop();

@@ -17,11 +17,12 @@ export async function ensureWrk() {
 
 /**
  * One wrk run against `url`: requests/s, answers that were not 2xx/3xx, and latency percentiles in
- * ms. `load` says what to send (see wrk/svc.lua): { paths }, { bodies } or { domains }.
+ * ms. `load` says what to send (see wrk/svc.lua): { paths }, { reads }, { bodies } or { domains }.
  */
 export async function runWrk(url, { seconds, connections, load = {}, threads = 1 }) {
   const env = { ...process.env };
   if (load.paths) env.PATHS = load.paths;
+  if (load.reads) env.READS = load.reads;
   if (load.bodies) env.BODIES = load.bodies;
   if (load.domains) env.DOMAINS = String(load.domains);
   const run = await $({ env, quiet: true })`wrk -t${threads} -c${connections} -d${seconds}s --timeout 10s -s ${SCRIPT} ${url}`;

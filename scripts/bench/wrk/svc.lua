@@ -1,6 +1,7 @@
 -- wrk's script for `npm run bench` (see scripts/bench/wrk.mjs). What each request is, from the
 -- environment:
 --   PATHS=<file>   PUT /events/<name>/delivered for each name of the file (one per line), in turn
+--   READS=<file>   GET /domains/<name> for each name of the file, in turn
 --   BODIES=<file>  POST /events with each body of the file (bodies separated by form feeds), in turn
 --   DOMAINS=<n>    PUT /events/d<i>.example.com/delivered for i = 0 .. n-1, in turn
 --   (none)         GET /
@@ -17,6 +18,9 @@ end
 if os.getenv("PATHS") then
   kind = "put"
   lines(os.getenv("PATHS"))
+elseif os.getenv("READS") then
+  kind = "read"
+  lines(os.getenv("READS"))
 elseif os.getenv("BODIES") then
   kind = "post"
   local f = assert(io.open(os.getenv("BODIES"), "rb"))
@@ -36,6 +40,8 @@ request = function()
   i = i % #items + 1
   if kind == "post" then
     return wrk.format("POST", "/events", { ["Content-Type"] = "application/x-ndjson" }, items[i])
+  elseif kind == "read" then
+    return wrk.format("GET", "/domains/" .. items[i])
   end
   return wrk.format("PUT", "/events/" .. items[i] .. "/delivered")
 end

@@ -1,3 +1,4 @@
+import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
 import { LmdbTables } from '../lmdb-tables.js';
 import { applyJob, FencedError, type ApplyJob } from './apply-job.js';
@@ -15,6 +16,13 @@ export interface ApplyAnswer {
 }
 
 const { storeDirectory, journalDirectory } = workerData as { storeDirectory: string; journalDirectory: string };
+// Applying is background work: on a busy machine requests and readers come first. On Linux this
+// lowers the priority of this thread alone; where it cannot, nothing is lost but the courtesy.
+try {
+  setPriority(10);
+} catch {
+  // Not permitted here: run at the process's priority.
+}
 const tables = new LmdbTables(storeDirectory);
 const port = parentPort!;
 
