@@ -73,6 +73,10 @@ try {
     svc: await sustainedBatches('POST serve-http', { seconds: BATCH_SECONDS, steadySeconds: STEADY_SECONDS, connections: 16, args: serveHttp(store), load: { bodies: files.bodies }, batch: BATCH, log }),
   };
 
+  // What bounds the batches at this size: LMDB applying sorted jobs of random domains, alone.
+  result.store = JSON.parse((await $`${process.execPath} ${join(root, 'scripts/bench/store-ceiling.mjs')} --store ${store} --domains ${DOMAINS} --seconds ${quick ? 3 : 10}`).stdout);
+  log(`LMDB alone: ${result.store.batches.map((b) => `${Math.round(b.domainsPerSecond)} domains/s in jobs of ${b.domainsPerBatch}`).join(', ')}`);
+
   // (6), (7) Reads on serve-read while serve-http ingests at 80 % of what it sustains, and how long
   // an acknowledged event takes to show there.
   if (!skip.has('reads')) {
@@ -215,6 +219,9 @@ function printTable(result) {
   row('serve-http anonymous RSS (not the mapped store) under load', 'n/a', `**${mb(anon)}**`, '< 1 GB', `peak over the PUT, POST and read runs; total RSS ${mb(put.svc.peakRss)}`);
 
   const others = [];
+  for (const b of result.store?.batches ?? []) {
+    others.push([`LMDB alone: sorted jobs of ${n(b.domainsPerBatch)} random domains of ${domains}, in transactions of 10,000`, `${n(b.domainsPerSecond)} domains/s, ${b.cpuMicrosPerDomain.toFixed(1)} µs CPU a domain`]);
+  }
   if (get) others.push(['serve-read GET/s (P95 < 200 ms), vs bare', `${n(get.svc?.rps)} against ${n(get.ceiling?.rps)}: ${ratio(get.svc?.rps, get.ceiling?.rps)}`]);
   if (result.replay) {
     const r = result.replay;

@@ -5,7 +5,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import type { DomainCounts } from '../src/core/status.js';
 import { LmdbStore } from '../src/store/lmdb-store.js';
 import { encodeRecord, MAGIC } from '../src/store/journal/record.js';
-import { getJson } from './helpers/http.js';
+import { getJson, putEvents } from './helpers/http.js';
 import { runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';
 
 // The journal's crash, damage and takeover cases, each through the real daemon and CLI. Writers
@@ -148,6 +148,56 @@ describe('journal: reads while it is applied', () => {
     await check();
     expect(checks).toBeGreaterThan(3);
     expect(await running.stop()).toBe(0);
+  });
+});
+
+describe('journal: what other processes see, and when', () => {
+  it('--workers 2: a read on either worker sees both workers\' events within the read lag', async () => {
+    const path = store();
+    const running = await daemon(['--store', path, '--workers', '2']);
+    // 16 keep-alive connections: the cluster hands them to both workers.
+    const statuses = await putEvents(running.url, Array.from({ length: 400 }, () => ({ domain: 'both.example', type: 'delivered' as const })), 16);
+    expect(statuses.every((status) => status === 204)).toBe(true);
+    // Each fetch below opens a connection of its own, so reads land on both workers too.
+    const pids = new Set<string>();
+    for (let i = 0; i < 12; i++) {
+      const read = () => fetch(`${running.url}/domains/both.example`, { headers: { connection: 'close' } }).then((res) => res.json());
+      await expect.poll(read, { timeout: 2000, interval: 10 }).toMatchObject({ delivered: 400 });
+    }
+    for (const line of running.output().split('\n')) if (line.includes('worker listening')) pids.add(JSON.parse(line).pid);
+    expect(pids.size).toBe(2);
+  });
+
+  it('serve-read sees an acknowledged event within the read lag, and measures the lag', async () => {
+    const path = store();
+    const writer = await daemon(['--store', path]);
+    const reader = await startDaemon('serve-read', ['--store', path, '--max-read-lag', '100ms']);
+    cleanups.push(() => reader.stop());
+    for (let i = 0; i < 20; i++) {
+      expect((await fetch(`${writer.url}/events/lag-${i}.example/delivered`, { method: 'PUT' })).status).toBe(204);
+      const acknowledged = Date.now();
+      await expect.poll(async () => (await getJson(`${reader.url}/domains/lag-${i}.example`)).body.delivered, { timeout: 2000, interval: 5 }).toBe(1);
+      expect(Date.now() - acknowledged).toBeLessThan(1000);
+    }
+    const metrics = await (await fetch(`${reader.url}/metrics`)).text();
+    const count = Number(/^svc_journal_read_lag_seconds_count (\d+)/m.exec(metrics)?.[1]);
+    expect(count).toBeGreaterThanOrEqual(20);
+  });
+
+  it('serve-read and svc status see what svc replay writes straight to LMDB, next to a journal', async () => {
+    const path = store();
+    const writer = await daemon(['--store', path]);
+    expect((await fetch(`${writer.url}/events/mixed.example/bounced`, { method: 'PUT' })).status).toBe(204);
+    const log = join(path, 'events.ndjson');
+    writeFileSync(log, Array.from({ length: 30 }, () => JSON.stringify({ domain: 'mixed.example', type: 'delivered' })).join('\n') + '\n');
+    const replayed = await runSvc(['replay', log, '--store', path, '--quiet']);
+    expect(replayed.code, replayed.stderr).toBe(0);
+    const reader = await startDaemon('serve-read', ['--store', path]);
+    cleanups.push(() => reader.stop());
+    expect((await getJson(`${reader.url}/domains/mixed.example`)).body).toMatchObject({ delivered: 30, bounced: 1 });
+    expect((await getJson(`${writer.url}/domains/mixed.example`)).body).toMatchObject({ delivered: 30, bounced: 1 });
+    const status = await runSvc(['status', '--store', path, '--json', 'mixed.example']);
+    expect(JSON.parse(status.stdout)).toMatchObject({ delivered: 30, bounced: 1 });
   });
 });
 

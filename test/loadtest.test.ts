@@ -89,33 +89,36 @@ describe('pacer', () => {
     const dropped: number[] = [];
     let inFlight = 0;
     let blocked = true;
+    // A request every 5 ms, nothing completing for the first 150 ms: wide enough that a timer
+    // firing tens of milliseconds late on a loaded machine changes nothing asserted below.
+    const interval = 5;
     const startMs = performance.now() + 2;
     const sender = {
       ready: () => inFlight < 2,
       send: (due: number, queued: boolean) => {
         sent.push({ due, queued });
         inFlight++;
-        // Nothing completes for the first 30 ms; afterwards every request completes at once.
+        // Nothing completes for the first 150 ms; afterwards every request completes at once.
         const complete = () => {
           inFlight--;
           pacer.release();
         };
-        if (blocked) setTimeout(complete, startMs + 30 - performance.now());
+        if (blocked) setTimeout(complete, startMs + 150 - performance.now());
         else queueMicrotask(complete);
       },
       drop: (due: number) => dropped.push(due),
     };
-    const pacer = new Pacer(sender, { startMs, intervalMs: 1, total: 60, maxQueue: 5, drainMs: 100 });
-    setTimeout(() => (blocked = false), 25);
+    const pacer = new Pacer(sender, { startMs, intervalMs: interval, total: 60, maxQueue: 5, drainMs: 100 });
+    setTimeout(() => (blocked = false), 125);
     await pacer.run();
     expect(sent.length + dropped.length).toBe(60);
     // Two sent on time; the next five waited (the oldest: a full queue drops newcomers); the rest of the stall was dropped.
-    expect(sent.slice(0, 7)).toEqual(Array.from({ length: 7 }, (_, i) => ({ due: startMs + i, queued: i >= 2 })));
-    expect(dropped[0]).toBe(startMs + 7);
+    expect(sent.slice(0, 7)).toEqual(Array.from({ length: 7 }, (_, i) => ({ due: startMs + i * interval, queued: i >= 2 })));
+    expect(dropped[0]).toBe(startMs + 7 * interval);
     expect(dropped.length).toBeGreaterThan(15);
     const dues = sent.map((s) => s.due);
     expect(dues).toEqual([...dues].sort((a, b) => a - b));
-    expect(sent.at(-1)!.due).toBe(startMs + 59);
+    expect(sent.at(-1)!.due).toBe(startMs + 59 * interval);
   });
 });
 

@@ -188,9 +188,9 @@ function exactlyOnceAfterKills(storeFor: () => Promise<{ store: string; cleanup(
       const expected = await generateLog(file, log.events, { domains: log.domains, seed: 9 });
       const fingerprint = await fingerprintFile(file, statSync(file).size);
       const args = [file, '--store', store, '--chunk-size', log.chunk];
-      // Two runs killed part-way (after the second chunk, then after the fifth), then one to the end.
-      const first = await killedReplay(args, observer, fingerprint, 2);
-      const second = await killedReplay(args, observer, fingerprint, 5);
+      // Two runs killed part-way (once the first group of 32 chunks is in, then the second), then one to the end.
+      const first = await killedReplay(args, observer, fingerprint, 0);
+      const second = await killedReplay(args, observer, fingerprint, 32);
       const last = await replayJson(args);
       expect(last.code, last.stderr).toBe(0);
       const resumed = last.summary.results[0].resumedAfterLine;
@@ -213,7 +213,7 @@ describe('svc replay after kill -9', () => {
         const dir = tempDir();
         return { store: dir.path, cleanup: async () => dir.remove() };
       },
-      { events: 400_000, domains: 3000, chunk: '1MiB' },
+      { events: 400_000, domains: 3000, chunk: '128KiB' },
     ),
     120_000,
   );
@@ -271,7 +271,7 @@ describe('svc replay after kill -9', () => {
         const store = uniqueDatabaseUri(serverUri);
         return { store, cleanup: () => dropDatabase(store) };
       },
-      { events: 40_000, domains: 40, chunk: '100KiB' },
+      { events: 40_000, domains: 40, chunk: '12KiB' },
     ),
     180_000,
   );

@@ -1,6 +1,6 @@
 import { randomBytes } from 'node:crypto';
-import type { DomainCounts } from '../core/status.js';
 import type { CounterStore, ReplayCheckpoint } from '../store/counter-store.js';
+import { SortedDeltas } from '../store/sorted-deltas.js';
 import { chunkLog } from './chunks.js';
 import { DistinctCounter } from './distinct.js';
 import type { ParsedData, ParsePool } from './parse-pool.js';
@@ -14,8 +14,8 @@ const RATIO_MIN_LINES = 1000;
  * A group ends at this many chunks or distinct domains, whichever comes first, so memory stays
  * bounded and a resumed run forms the same groups as the run it resumes.
  */
-const GROUP_CHUNKS = 16;
-const GROUP_DOMAINS = 1_000_000;
+const GROUP_CHUNKS = 32;
+const GROUP_DOMAINS = 2_000_000;
 
 export type InvalidBudget = { count: number } | { ratio: number };
 
@@ -115,9 +115,9 @@ class FileReplay {
   readonly #previousInvalid: number;
   #stopReason: string | undefined;
   readonly #chunkBytes: number;
-  /** Chunks read and not committed yet, summed per domain. */
-  #group = new Map<string, DomainCounts>();
-  #groupChunks = 0;
+  /** Chunks read and not committed yet (each sorted by domain), and their domains. */
+  #group: ParsedPiece[] = [];
+  #groupDomains = 0;
 
   constructor(source: ReplaySource, options: ReplayOptions, result: FileResult, fingerprint: string | undefined, resume: ReplayCheckpoint | undefined) {
     this.#source = source;
@@ -218,30 +218,21 @@ class FileReplay {
   /** Adds a chunk to the group being gathered; commits the group once it is full. */
   async #commit(chunk: ParsedPiece): Promise<void> {
     if (chunk.events === 0 && chunk.bytes === 0) return;
-    const group = this.#group;
-    for (let i = 0; i < chunk.domains.length; i++) {
-      const domain = chunk.domains[i]!;
-      const counts = group.get(domain);
-      if (counts === undefined) group.set(domain, { delivered: chunk.delivered[i]!, bounced: chunk.bounced[i]! });
-      else {
-        counts.delivered += chunk.delivered[i]!;
-        counts.bounced += chunk.bounced[i]!;
-      }
-    }
+    this.#group.push(chunk);
+    this.#groupDomains += chunk.domains.length;
     // Bad or blank lines alone still move the checkpoint forward.
     if (this.#checkpoint) this.#nextCheckpoint(false);
     this.#result.chunks++;
-    this.#groupChunks++;
-    if (this.#groupChunks >= GROUP_CHUNKS || group.size >= GROUP_DOMAINS) await this.#commitGroup();
+    if (this.#group.length >= GROUP_CHUNKS || this.#groupDomains >= GROUP_DOMAINS) await this.#commitGroup();
   }
 
   /** Sends the group to the store once the previous one is committed: never two at once, so they land in order. */
   async #commitGroup(): Promise<void> {
-    if (this.#groupChunks === 0) return;
-    const deltas = this.#group;
+    if (this.#group.length === 0) return;
+    const deltas = SortedDeltas.merge(this.#group);
     const checkpoint = this.#checkpoint ? { ...this.#checkpoint } : undefined;
-    this.#group = new Map();
-    this.#groupChunks = 0;
+    this.#group = [];
+    this.#groupDomains = 0;
     this.#result.domainWrites += deltas.size;
     await this.#inFlight;
     this.#inFlight = this.#options.store.applyBatch(deltas, checkpoint);

@@ -3,6 +3,7 @@ import { SvcError } from '../core/errors.js';
 import { CANONICAL_DOMAIN_START, MAX_LINE_LENGTH, parseRawEventLine, scanCanonical, type CanonicalScan, type EventType } from '../core/event.js';
 import { fnv1a } from '../core/hash.js';
 import { eachLine } from './lines.js';
+import { byCodeUnit } from '../store/sorted-deltas.js';
 import { NameTable } from './name-table.js';
 
 /** Longest line parsed; a longer one is rejected (and chunkLog never holds one much longer). */
@@ -21,7 +22,7 @@ export interface ParsedPiece {
   bytes: number;
   lines: number;
   events: number;
-  /** Per normalised domain: its delivered and bounced counts, at the same index. */
+  /** Per normalised domain, sorted: its delivered and bounced counts, at the same index. */
   domains: string[];
   delivered: number[];
   bounced: number[];
@@ -106,24 +107,26 @@ function newEntry(written: string): NameEntry {
   }
 }
 
-/** One entry per normalised domain: names written differently that mean the same domain add up. */
+/**
+ * One entry per normalised domain (names written differently that mean the same domain add up),
+ * sorted: the store applies domains in order, and sorted pieces merge into a sorted group at
+ * little cost (SortedDeltas.merge), so that the sorting happens here, on the parsing threads.
+ */
 function merged(names: NameTable<NameEntry>): Pick<ParsedPiece, 'domains' | 'delivered' | 'bounced'> {
-  const index = new Map<string, number>();
-  const domains: string[] = [];
-  const delivered: number[] = [];
-  const bounced: number[] = [];
+  const counts = new Map<string, { delivered: number; bounced: number }>();
   for (const entry of names.values()) {
     if (entry.domain === undefined || entry.delivered + entry.bounced === 0) continue;
-    const at = index.get(entry.domain);
-    if (at === undefined) {
-      index.set(entry.domain, domains.length);
-      domains.push(entry.domain);
-      delivered.push(entry.delivered);
-      bounced.push(entry.bounced);
-    } else {
-      delivered[at]! += entry.delivered;
-      bounced[at]! += entry.bounced;
+    const sum = counts.get(entry.domain);
+    if (sum === undefined) counts.set(entry.domain, { delivered: entry.delivered, bounced: entry.bounced });
+    else {
+      sum.delivered += entry.delivered;
+      sum.bounced += entry.bounced;
     }
   }
-  return { domains, delivered, bounced };
+  const domains = [...counts.keys()].sort(byCodeUnit);
+  return {
+    domains,
+    delivered: domains.map((domain) => counts.get(domain)!.delivered),
+    bounced: domains.map((domain) => counts.get(domain)!.bounced),
+  };
 }

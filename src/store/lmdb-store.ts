@@ -9,7 +9,8 @@ import { JournalIngest, type IngestObserver, type JournalOptions } from './journ
 import { journalDirectory } from './journal/segments.js';
 import { JournalTail, type TailObserver } from './journal/tail.js';
 import { UnappliedIndex } from './journal/unapplied.js';
-import { indexAfter, LmdbTables, sortDeltas, type PartProgress } from './lmdb-tables.js';
+import { indexAfter, LmdbTables, type PartProgress } from './lmdb-tables.js';
+import { SortedDeltas } from './sorted-deltas.js';
 
 /**
  * How a process uses the store. `ingest` (serve-http) acknowledges batches once they are in its
@@ -113,8 +114,8 @@ export class LmdbStore implements CounterStore {
     if (this.#ingest && !checkpoint) return this.#ingest.append(deltas);
     // Replay's batches (and writes of a process that does not ingest) go straight to LMDB.
     try {
-      const sorted = sortDeltas(deltas);
-      const progress = checkpoint ? replayProgress(this.#tables.replays, checkpoint, sorted.keys) : { start: () => 0, record() {} };
+      const sorted = SortedDeltas.of(deltas);
+      const progress = checkpoint ? replayProgress(this.#tables.replays, checkpoint, sorted.domains) : { start: () => 0, record() {} };
       await this.#tables.addSortedInParts(sorted, this.#perTransaction, progress, () => new Promise((resolve) => setImmediate(resolve)));
       await (this.#fsync ? this.#tables.root.flushed : this.#tables.root.committed);
     } catch (error) {

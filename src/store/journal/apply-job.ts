@@ -47,7 +47,7 @@ export async function applyJob(tables: LmdbTables, directory: string, job: Apply
   checkContiguous(job.writer, segments, start.through + 1, through);
   const { table, events, cut } = readSegments(directory, segments);
   const deltas = table.sorted();
-  const keys = deltas.keys;
+  const keys = deltas.domains;
   let record: WriterRecord | undefined;
   const progress = {
     start: () => {

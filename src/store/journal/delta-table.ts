@@ -1,5 +1,5 @@
 import { fnv1a, fnv1aBytes } from '../../core/hash.js';
-import { byCodeUnit, type SortedDeltas } from '../lmdb-tables.js';
+import { byCodeUnit, SortedDeltas } from '../sorted-deltas.js';
 
 /**
  * Counts per domain in flat typed arrays: an open-addressing hash table over an arena of ASCII
@@ -88,7 +88,7 @@ export class DeltaTable {
       bounced[i] = this.#bounced[entry]!;
       return keys[entry]!;
     });
-    return { keys: sortedKeys, delivered, bounced };
+    return new SortedDeltas(sortedKeys, delivered, bounced);
   }
 
   #findString(domain: string, hash: number): number {

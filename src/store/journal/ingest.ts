@@ -169,7 +169,9 @@ export class JournalIngest {
   /** Seals the last segment and applies everything this process holds, then retires its writer. */
   async close(): Promise<void> {
     this.#closing = true;
-    for (const timer of this.#timers) clearInterval(timer);
+    // The lease is still renewed while the journal is applied, so that nobody takes it over meanwhile.
+    const [heartbeat, ...others] = this.#timers;
+    for (const timer of others) clearInterval(timer);
     await this.#writer.close();
     for (;;) {
       this.#pump();
@@ -177,6 +179,7 @@ export class JournalIngest {
       await this.#applying;
     }
     if (this.#unapplied.size === 0 && !this.#fenced) await this.#retire(this.id);
+    clearInterval(heartbeat);
     await this.#thread.close();
   }
 
