@@ -8,7 +8,7 @@ describe('DeltaTable', () => {
   it('counts like a Map, whether a domain comes as a string or as bytes, across growth', () => {
     fc.assert(
       fc.property(fc.array(fc.tuple(domain, fc.nat(5), fc.nat(2), fc.boolean()), { maxLength: 3000 }), (adds) => {
-        const table = new DeltaTable(4);
+        const table = new DeltaTable();
         const model = new Map<string, [number, number]>();
         for (const [name, delivered, bounced, asBytes] of adds) {
           if (asBytes) {

@@ -9,7 +9,11 @@ import { loadStep } from './load.mjs';
 import { startDaemon } from './processes.mjs';
 import { runWrk } from './wrk.mjs';
 
-const median = (values) => [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)];
+function median(values) {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = sorted.length >> 1;
+  return sorted.length % 2 ? sorted[middle] : (sorted[middle - 1] + sorted[middle]) / 2;
+}
 
 /**
  * svc and its ceiling under the same wrk load, in alternating runs (A-B-A-B…), so that the
@@ -106,9 +110,21 @@ export async function readsWhileIngesting({ writerArgs, readerArgs, ingestEvents
       loadStep(reader, readRps, { ...common, args: ['--read-ratio', 1, '--domains', domains, '--connections', 64].map(String) }),
       probeLag(writer.url, reader.url, { count: 200, everyMs: ((seconds + warmup) * 1000) / 250 }),
     ]);
-    const lagMetric = histogramQuantile(await scrape(reader.url), 'svc_journal_read_lag_seconds', 0.99);
-    const result = { ingestEventsPerSecond, ingest, readRps, read, probes, lagMetricP99Ms: lagMetric === undefined ? undefined : lagMetric * 1000, writerPeakRssAnon: writer.peakRssAnon() };
-    log(`reads at ${readRps}/s while ingesting ${ingestEventsPerSecond} events/s: read p99 ${read.p99Ms.toFixed(1)} ms (p95 ${read.p95Ms.toFixed(1)}), ingest p95 ${ingest.p95Ms.toFixed(1)} ms; ack → visible on serve-read p50 ${probes.p50Ms.toFixed(1)} ms, p99 ${probes.p99Ms.toFixed(1)} ms (metric p99 ≤ ${result.lagMetricP99Ms} ms)`);
+    const readerMetrics = await scrape(reader.url);
+    const lagMetric = histogramQuantile(readerMetrics, 'svc_journal_read_lag_seconds', 0.99);
+    // serve-read's own view: from routing to the end of the answer, without the client's side.
+    const serverP99 = histogramQuantile(readerMetrics, 'svc_http_request_duration_seconds', 0.99, 'route="/domains/:domain"');
+    const result = {
+      ingestEventsPerSecond,
+      ingest,
+      readRps,
+      read,
+      probes,
+      lagMetricP99Ms: lagMetric === undefined ? undefined : lagMetric * 1000,
+      serverP99Ms: serverP99 === undefined ? undefined : serverP99 * 1000,
+      writerPeakRssAnon: writer.peakRssAnon(),
+    };
+    log(`reads at ${readRps}/s while ingesting ${ingestEventsPerSecond} events/s: read p99 ${read.p99Ms.toFixed(1)} ms (p95 ${read.p95Ms.toFixed(1)}; server-side p99 ≤ ${result.serverP99Ms} ms), ingest p95 ${ingest.p95Ms.toFixed(1)} ms; ack → visible on serve-read p50 ${probes.p50Ms.toFixed(1)} ms, p99 ${probes.p99Ms.toFixed(1)} ms (metric p99 ≤ ${result.lagMetricP99Ms} ms)`);
     return result;
   } finally {
     await writer.stop();
@@ -187,11 +203,11 @@ function metric(text, name) {
     .reduce((sum, l) => sum + Number(l.split(' ').pop()), 0);
 }
 
-/** The upper bound of the bucket holding quantile `q` of a Prometheus histogram. */
-function histogramQuantile(text, name, q) {
+/** The upper bound of the bucket holding quantile `q` of a Prometheus histogram (of the series matching `labels`). */
+function histogramQuantile(text, name, q, labels = '') {
   const buckets = text
     .split('\n')
-    .filter((l) => l.startsWith(`${name}_bucket`))
+    .filter((l) => l.startsWith(`${name}_bucket`) && l.includes(labels))
     .map((l) => ({ le: Number(/le="([^"]+)"/.exec(l)[1].replace('+Inf', 'Infinity')), count: Number(l.split(' ').pop()) }));
   const total = buckets.at(-1)?.count ?? 0;
   if (total === 0) return undefined;

@@ -25,6 +25,7 @@ export async function runWrk(url, { seconds, connections, load = {}, threads = 1
   if (load.reads) env.READS = load.reads;
   if (load.bodies) env.BODIES = load.bodies;
   if (load.domains) env.DOMAINS = String(load.domains);
+  if (load.paceMs) env.PACE_MS = String(load.paceMs);
   const run = await $({ env, quiet: true })`wrk -t${threads} -c${connections} -d${seconds}s --timeout 10s -s ${SCRIPT} ${url}`;
   const line = run.stdout.split('\n').find((l) => l.startsWith('{"wrk"'));
   if (!line) throw new Error(`wrk printed no summary:\n${run.stdout}\n${run.stderr}`);

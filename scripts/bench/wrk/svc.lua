@@ -5,6 +5,8 @@
 --   BODIES=<file>  POST /events with each body of the file (bodies separated by form feeds), in turn
 --   DOMAINS=<n>    PUT /events/d<i>.example.com/delivered for i = 0 .. n-1, in turn
 --   (none)         GET /
+--   PACE_MS=<n>    each connection waits n ms after an answer before its next request: a rate of
+--                  about connections × 1000 / n per second, for latency below saturation
 -- Each thread starts at a random place in the list. At the end one JSON line on stdout holds the
 -- latency percentiles (microseconds) and the count of answers that were not 2xx or 3xx.
 
@@ -44,6 +46,11 @@ request = function()
     return wrk.format("GET", "/domains/" .. items[i])
   end
   return wrk.format("PUT", "/events/" .. items[i] .. "/delivered")
+end
+
+local pace = tonumber(os.getenv("PACE_MS") or "")
+if pace then
+  delay = function() return pace end
 end
 
 done = function(summary, latency, requests)

@@ -97,7 +97,7 @@ function ownedRecord(applied: AppliedTable, job: ApplyJob): WriterRecord {
 
 /** The deltas of whole segments, summed per domain. A torn tail (a crash mid-write) is left out. */
 export function readSegments(directory: string, segments: readonly SegmentName[]): { table: DeltaTable; events: number; cut: ApplyOutcome['cut'] } {
-  const table = new DeltaTable(1 << 16);
+  const table = new DeltaTable();
   const cut: ApplyOutcome['cut'] = [];
   let events = 0;
   const add = (bytes: Buffer, start: number, length: number, delivered: number, bounced: number) => {
