@@ -80,7 +80,7 @@ try {
   if (mongo) row(`svc replay → ${mongo.server}`, mongo);
   console.log(`\ncounts in the store compared with the generator's expected counts: ${mismatches} domains differ`);
   console.log(`ratio replay / ceiling: ${result.ratio.toFixed(2)} (--threads 0: ${result.ratioOneThread.toFixed(2)}); the same command again: ${lmdbAgain.seconds.toFixed(2)} s, ${lmdbAgain.events} events applied`);
-  if (mongo) console.log(`MongoDB writes issued: ${mongo.domainWrites} upserts for ${mongo.chunks} chunks (one per distinct domain per chunk)`);
+  if (mongo) console.log(`MongoDB writes issued: ${mongo.domainWrites} upserts for ${mongo.chunks} chunks (one per distinct domain per group of chunks)`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   // --out: where `npm run bench` collects it; otherwise a dated file of its own.
   const file = values.out ?? join(root, 'bench/results', `replay-${result.date.slice(0, 10)}.json`);

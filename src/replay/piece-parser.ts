@@ -113,20 +113,22 @@ function newEntry(written: string): NameEntry {
  * little cost (SortedDeltas.merge), so that the sorting happens here, on the parsing threads.
  */
 function merged(names: NameTable<NameEntry>): Pick<ParsedPiece, 'domains' | 'delivered' | 'bounced'> {
-  const counts = new Map<string, { delivered: number; bounced: number }>();
-  for (const entry of names.values()) {
-    if (entry.domain === undefined || entry.delivered + entry.bounced === 0) continue;
-    const sum = counts.get(entry.domain);
-    if (sum === undefined) counts.set(entry.domain, { delivered: entry.delivered, bounced: entry.bounced });
-    else {
-      sum.delivered += entry.delivered;
-      sum.bounced += entry.bounced;
+  const entries: NameEntry[] = [];
+  for (const entry of names.values()) if (entry.domain !== undefined && entry.delivered + entry.bounced > 0) entries.push(entry);
+  entries.sort((a, b) => byCodeUnit(a.domain!, b.domain!));
+  const domains: string[] = [];
+  const delivered: number[] = [];
+  const bounced: number[] = [];
+  for (const entry of entries) {
+    const last = domains.length - 1;
+    if (last >= 0 && domains[last] === entry.domain) {
+      delivered[last]! += entry.delivered;
+      bounced[last]! += entry.bounced;
+    } else {
+      domains.push(entry.domain!);
+      delivered.push(entry.delivered);
+      bounced.push(entry.bounced);
     }
   }
-  const domains = [...counts.keys()].sort(byCodeUnit);
-  return {
-    domains,
-    delivered: domains.map((domain) => counts.get(domain)!.delivered),
-    bounced: domains.map((domain) => counts.get(domain)!.bounced),
-  };
+  return { domains, delivered, bounced };
 }

@@ -18,6 +18,9 @@ export interface TailObserver {
 
 export const NO_TAIL_OBSERVER: TailObserver = { visible() {}, warning() {} };
 
+/** A segment deleted without its mark showing it applied this long after is worth a warning. */
+const VANISHED_WARNING_MS = 5_000;
+
 /**
  * Reads the segments other processes write, as they grow, into the index: what makes their
  * events visible here before they are applied to LMDB. A segment is read from where the last
@@ -34,6 +37,8 @@ export class JournalTail {
   readonly #since = Date.now();
   /** Segments whose damage was reported: they are not read further. */
   readonly #damaged = new Set<string>();
+  /** Segments gone from the directory, since when: normally applied, and their mark seen soon after. */
+  readonly #vanished = new Map<string, number>();
   #watcher: FSWatcher | undefined;
   /** Segments the file system said changed since the last read; `undefined`: read them all. */
   #changed: Set<string> | undefined = new Set();
@@ -124,11 +129,15 @@ export class JournalTail {
     for (const file of this.#files.keys()) {
       if (listed.has(file)) continue;
       this.#close(file);
+      // Its deltas stay in the index until a refresh sees the mark that says they are applied.
+      this.#vanished.set(file, Date.now());
+    }
+    for (const [file, since] of this.#vanished) {
       const segment = this.#index.segment(file);
-      if (segment && !this.#index.appliedWhole(segment.writer, segment.seq)) {
-        // Removed by hand, or the mark is not visible yet: keep its deltas; the next refresh
-        // forgets them once the mark says they are applied.
-        this.#observer.warning('journal segment removed before its mark was seen', { file });
+      if (segment === undefined || this.#index.appliedWhole(segment.writer, segment.seq)) this.#vanished.delete(file);
+      else if (Date.now() - since > VANISHED_WARNING_MS) {
+        this.#observer.warning('journal segment removed before it was applied: its events are counted here until this process restarts', { file });
+        this.#vanished.delete(file);
       }
     }
   }
