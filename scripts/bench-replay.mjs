@@ -55,7 +55,7 @@ try {
   const result = {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
-    log: { events: Number(values.events), bytes },
+    log: { events: Number(values.events), domains: Object.keys(JSON.parse(readFileSync(`${log}.expected.json`, 'utf8'))).length, bytes },
     rounds: Number(values.rounds),
     ceiling,
     ceilingRounds: ceilings.map((r) => r.seconds),

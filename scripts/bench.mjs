@@ -225,7 +225,8 @@ function printTable(result) {
   if (get) others.push(['serve-read GET/s (P95 < 200 ms), vs bare', `${n(get.svc?.rps)} against ${n(get.ceiling?.rps)}: ${ratio(get.svc?.rps, get.ceiling?.rps)}`]);
   if (result.replay) {
     const r = result.replay;
-    others.push([`replay of ${n(r.log.events)} events over ${n(r.log.domains)} domains, vs the parse ceiling`, `${n(r.replayLmdb.eventsPerSecond)} events/s against ${n(r.ceiling.eventsPerSecond)}: ${ratio(r.replayLmdb.eventsPerSecond, r.ceiling.eventsPerSecond)}; ${r.countsMismatched} domains differ`]);
+    const over = r.log.domains === undefined ? '' : ` over ${n(r.log.domains)} domains`;
+    others.push([`replay of ${n(r.log.events)} events${over}, vs the parse ceiling`, `${n(r.replayLmdb.eventsPerSecond)} events/s against ${n(r.ceiling.eventsPerSecond)}: ${ratio(r.replayLmdb.eventsPerSecond, r.ceiling.eventsPerSecond)}; ${r.countsMismatched} domains differ`]);
   }
   if (result.mongo) others.push(['MongoDB ingestion vs the driver\'s bulk upserts', `${n(result.mongo.serveHttp.eventsPerSecond)} events/s against ${n(result.mongo.ceiling.eventsPerSecond)}: ${ratio(result.mongo.serveHttp.eventsPerSecond, result.mongo.ceiling.eventsPerSecond)} (${result.mongo.server})`]);
 
