@@ -1,6 +1,8 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { getJson } from './helpers/http.js';
-import { runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';
+import { logLines, runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';
 
 const INGEST = 'ingest-secret-7f3a';
 const READ = 'read-secret-91c2';
@@ -12,9 +14,10 @@ describe('bearer tokens', () => {
   let reader: Daemon;
 
   beforeAll(async () => {
-    // Tokens come from the environment, as the README recommends.
-    ingest = await startDaemon('serve-http', ['--store', dir.path], { SVC_INGEST_TOKEN: INGEST, SVC_READ_TOKEN: READ });
-    reader = await startDaemon('serve-read', ['--store', dir.path, '--read-token', READ]);
+    // Tokens come from the environment, as the README recommends. Debug level: even the most
+    // talkative logs must not show a token or a body.
+    ingest = await startDaemon('serve-http', ['--store', dir.path, '--log-level', 'debug'], { SVC_INGEST_TOKEN: INGEST, SVC_READ_TOKEN: READ });
+    reader = await startDaemon('serve-read', ['--store', dir.path, '--read-token', READ, '--log-level', 'debug']);
   });
   afterAll(async () => {
     await Promise.all([ingest?.stop(), reader?.stop()]);
@@ -36,8 +39,14 @@ describe('bearer tokens', () => {
     expect(batch.status).toBe(401);
 
     expect((await fetch(url, { method: 'PUT', headers: bearer(INGEST) })).status).toBe(204);
+    // The scheme name is case-insensitive (RFC 9110, section 11.1); the token is not.
+    expect((await fetch(url, { method: 'PUT', headers: { authorization: `bearer ${INGEST}` } })).status).toBe(204);
+    expect((await fetch(url, { method: 'PUT', headers: { authorization: `BEARER  ${INGEST}` } })).status).toBe(204);
+    expect((await fetch(url, { method: 'PUT', headers: bearer(INGEST.toUpperCase()) })).status).toBe(401);
+    expect((await fetch(url, { method: 'PUT', headers: { authorization: `Basic ${INGEST}` } })).status).toBe(401);
     const accepted = await getJson(`${ingest.url}/events`, { method: 'POST', headers: bearer(INGEST), body: '{"domain":"example.com","type":"bounced"}\n' });
     expect(accepted.body).toMatchObject({ accepted: 1 });
+    expect((await getJson(`${ingest.url}/domains/example.com`, { headers: bearer(READ) })).body).toMatchObject({ delivered: 3, bounced: 1 });
   });
 
   it('guards reads with the read token on both daemons, and leaves the health routes open', async () => {
@@ -46,9 +55,13 @@ describe('bearer tokens', () => {
       expect((await getJson(`${daemon.url}/domains/example.com`, { headers: bearer(INGEST) })).status).toBe(401);
       // serve-read sees serve-http's journal within its read lag.
       const read = () => getJson(`${daemon.url}/domains/example.com`, { headers: bearer(READ) });
-      await expect.poll(read, { timeout: 2000 }).toMatchObject({ status: 200, body: { domain: 'example.com', delivered: 1, bounced: 1 } });
+      await expect.poll(read, { timeout: 2000 }).toMatchObject({ status: 200, body: { domain: 'example.com', delivered: 3, bounced: 1 } });
       expect((await getJson(`${daemon.url}/healthz`)).status).toBe(200);
       expect((await getJson(`${daemon.url}/readyz`)).status).toBe(200);
+      // Prometheus scrapes without a token even when both tokens are set.
+      const metrics = await fetch(`${daemon.url}/metrics`);
+      expect(metrics.status).toBe(200);
+      expect(await metrics.text()).toContain('svc_http_request_duration_seconds');
     }
   });
 
@@ -60,18 +73,28 @@ describe('bearer tokens', () => {
     expect(status.code, status.stderr).toBe(0);
     expect(JSON.parse(status.stdout)).toMatchObject({ domain: 'example.com', status: 'not catch-all' });
 
+    const report = join(dir.path, 'loadtest.json');
     const run = await runSvc(
-      ['loadtest', '--target', ingest.url, '--rps', '200', '--duration', '1s', '--domains', '50', '--seed', '77', '--read-ratio', '0.2', '--verify'],
+      ['loadtest', '--target', ingest.url, '--rps', '200', '--duration', '1s', '--domains', '50', '--seed', '77', '--read-ratio', '0.2', '--verify', '--json', report],
       { env: { SVC_INGEST_TOKEN: INGEST, SVC_READ_TOKEN: READ } },
     );
     expect(run.code, run.stdout + run.stderr).toBe(0);
-    expect(run.stdout).not.toContain('401');
+    const { statusCodes, sent, reads, verify } = JSON.parse(readFileSync(report, 'utf8'));
+    // Every event took the ingest token (204) and every read the read token (200).
+    expect(statusCodes).toEqual({ '200': reads, '204': sent - reads });
+    expect(reads).toBeGreaterThan(0);
+    expect(verify).toMatchObject({ lost: 0, extra: 0 });
   });
 
-  it('never writes a token to the logs', () => {
+  it('never writes a token or a request body to the logs, at debug level too', async () => {
+    const secretBody = '{"domain":"body-marker-5e1d.example","type":"delivered"}\n';
+    await getJson(`${ingest.url}/events`, { method: 'POST', headers: bearer(INGEST), body: secretBody + 'not json at all 5e1d\n' });
+    await getJson(`${ingest.url}/events`, { method: 'POST', headers: bearer('wrong-token-5e1d'), body: secretBody });
+    const settings = logLines(ingest).find((line) => line.msg === 'settings');
+    expect(settings).toMatchObject({ ingestToken: 'set', readToken: 'set' });
     for (const daemon of [ingest, reader]) {
-      expect(daemon.output()).not.toContain(INGEST);
-      expect(daemon.output()).not.toContain(READ);
+      expect(daemon.output()).toContain('"level":"debug"');
+      for (const secret of [INGEST, READ, 'wrong-token-5e1d', 'body-marker', 'not json at all']) expect(daemon.output()).not.toContain(secret);
     }
   });
 });

@@ -1,5 +1,8 @@
+import { writeFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { runSvc, startDaemon, tempDir } from './helpers/svc.js';
+import { makeEvents, putEvents, tally } from './helpers/http.js';
+import { logLines, runSvc, startDaemon, storedCounts, tempDir } from './helpers/svc.js';
 
 describe('svc CLI', () => {
   it('lists every command in --help', async () => {
@@ -81,6 +84,79 @@ describe('svc CLI', () => {
     } finally {
       await first.stop();
       dir.remove();
+    }
+  });
+
+  it('takes a --store directory whose name has a dot, and says which path is wrong and what to do', async () => {
+    const dir = tempDir();
+    try {
+      // mktemp names its folders tmp.XXXXXXXXXX; lmdb-js takes a name with an extension for a file.
+      const dotted = join(dir.path, 'counts.db');
+      const daemon = await startDaemon('serve-http', ['--store', dotted]);
+      expect((await fetch(`${daemon.url}/events/dot.example/bounced`, { method: 'PUT' })).status).toBe(204);
+      expect(await daemon.stop()).toBe(0);
+      const status = await runSvc(['status', 'dot.example', '--store', dotted]);
+      expect(status.code, status.stderr).toBe(0);
+      expect(status.stdout).toMatch(/^dot\.example\s+not catch-all\s+delivered=0 bounced=1$/m);
+
+      const file = join(dir.path, 'a-file.txt');
+      writeFileSync(file, 'not a directory');
+      const refused = await runSvc(['status', 'dot.example', '--store', file]);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain(`cannot open the embedded store in ${file}`);
+      expect(refused.stderr).toContain('--store must name a directory');
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('listens on 127.0.0.1 by default; --host and SVC_HOST choose another address', async () => {
+    const dir = tempDir();
+    // All of 127.0.0.0/8 is loopback on Linux: a socket bound to 127.0.0.1 refuses 127.0.0.2.
+    const healthz = (host: string, port: string) => fetch(`http://${host}:${port}/healthz`).then((res) => res.status, () => 'refused');
+    const daemons = await Promise.all([
+      startDaemon('serve-read', ['--store', dir.path]),
+      startDaemon('serve-read', ['--store', dir.path, '--host', '0.0.0.0']),
+      startDaemon('serve-read', ['--store', dir.path], { SVC_HOST: '127.0.0.2' }),
+    ]);
+    try {
+      const [byDefault, everywhere, byEnvironment] = daemons.map((daemon) => new URL(daemon.url).port);
+      expect([await healthz('127.0.0.1', byDefault!), await healthz('127.0.0.2', byDefault!)]).toEqual([200, 'refused']);
+      expect([await healthz('127.0.0.1', everywhere!), await healthz('127.0.0.2', everywhere!)]).toEqual([200, 200]);
+      expect([await healthz('127.0.0.1', byEnvironment!), await healthz('127.0.0.2', byEnvironment!)]).toEqual(['refused', 200]);
+    } finally {
+      await Promise.all(daemons.map((daemon) => daemon.stop()));
+      dir.remove();
+    }
+  });
+
+  it('hands its options to the daemon: --fsync, --max-in-flight and durations in minutes, logged at debug level', async () => {
+    const dir = tempDir();
+    const args = ['--store', dir.path, '--fsync', '--max-in-flight', '3', '--request-timeout', '2m', '--shutdown-timeout', '1.5m', '--log-level', 'debug'];
+    const daemon = await startDaemon('serve-http', args);
+    try {
+      const settings = logLines(daemon).find((line) => line.msg === 'settings');
+      expect(settings).toMatchObject({ daemon: 'serve-http', fsync: true, maxInFlight: 3, requestTimeout: 120_000, shutdownTimeout: 90_000 });
+      // Several batches committed at once, each flushed to disk before its answer; then kill -9.
+      const events = makeEvents(3000, 300, 17);
+      expect(new Set(await putEvents(daemon.url, events, 48))).toEqual(new Set([204]));
+      await daemon.stop('SIGKILL');
+      const expected = tally(events);
+      expect(await storedCounts(dir.path, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await daemon.stop('SIGKILL');
+      dir.remove();
+    }
+  });
+
+  it('masks the password of a connection string in the settings it logs', async () => {
+    // Nothing listens on port 9: a daemon starts without its store and says so.
+    const daemon = await startDaemon('serve-read', ['--store', 'mongodb://reader:pa55-8d2f@127.0.0.1:9/svc', '--store-timeout', '1s', '--log-level', 'debug']);
+    try {
+      expect(logLines(daemon).find((line) => line.msg === 'settings')).toMatchObject({ store: 'mongodb://reader:***@127.0.0.1:9/svc' });
+      expect(daemon.output()).not.toContain('pa55-8d2f');
+    } finally {
+      await daemon.stop();
     }
   });
 });

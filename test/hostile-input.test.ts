@@ -135,10 +135,26 @@ describe('serve-http against hostile and broken input, sent raw', () => {
 
   it('is still alive, counted only the valid events, and logged no unexpected error', async () => {
     expect((await getJson(`${daemon.url}/healthz`)).status).toBe(200);
-    expect((await getJson(`${daemon.url}/domains/absolute.example`)).body).toMatchObject({ delivered: 1 });
-    expect((await getJson(`${daemon.url}/domains/encoded.example`)).body).toMatchObject({ delivered: 1 });
-    for (const untouched of ['evil.example', 'lines.example', 'long.example'])
-      expect((await getJson(`${daemon.url}/domains/${untouched}`)).body, untouched).toMatchObject({ delivered: 0, bounced: 0 });
+    // Every domain a case above named, with the events its accepted requests carried: x.example
+    // was refused five times and counted once (the deeply nested JSON line); b.example only
+    // appeared behind a slash.
+    const expected: Record<string, number> = {
+      'plain.example': 1,
+      'encoded.example': 1,
+      'query.example': 1,
+      'absolute.example': 1,
+      'utf8.example': 1,
+      'x.example': 1,
+      'evil.example': 0,
+      'lines.example': 0,
+      'long.example': 0,
+      'b.example': 0,
+      'a.example': 0,
+      'xn--bcher-kva.example': 0,
+    };
+    for (const [domain, delivered] of Object.entries(expected)) {
+      expect((await getJson(`${daemon.url}/domains/${domain}`)).body, domain).toEqual({ domain, status: 'unknown', delivered, bounced: 0 });
+    }
     expect(daemon.process.exitCode).toBeNull();
     expect(daemon.output()).not.toMatch(/unexpected error|"level":"error"/);
   });
@@ -165,19 +181,21 @@ describe('slow clients', () => {
     // One more byte now and then does not buy more time: the deadline is for the whole request.
     const drip = setInterval(() => partialHeaders.socket.write('a'), 200);
 
-    // Others are served while the slow ones hang.
+    // Others are served while the slow ones hang: before any of them is cut off.
     const started = Date.now();
     expect((await getJson(`${daemon.url}/healthz`)).status).toBe(200);
-    expect(Date.now() - started).toBeLessThan(500);
+    const servedAfterMs = Date.now() - started;
 
     const [headers, body, idle] = await Promise.all([partialHeaders.closed, partialBody.closed, silent.closed]);
     clearInterval(drip);
     for (const res of [headers, body, idle]) {
       expect(res.status).toBe(408);
       expect(JSON.parse(res.body)).toEqual({ error: 'request not received in time' });
-      // 1 s, checked every 250 ms: at most 1.25 s, plus scheduling on a busy machine.
+      expect(res.closedAfterMs).toBeGreaterThan(servedAfterMs);
+      // 1 s, checked every 250 ms: at most 1.25 s, plus scheduling on a busy machine. The drip
+      // never stops, so a deadline that each byte pushed back would never cut it off.
       expect(res.closedAfterMs).toBeGreaterThanOrEqual(900);
-      expect(res.closedAfterMs).toBeLessThan(3000);
+      expect(res.closedAfterMs).toBeLessThan(8000);
     }
     expect((await getJson(`${daemon.url}/domains/slow.example`)).body).toMatchObject({ delivered: 0 });
   });
@@ -189,7 +207,7 @@ describe('slow clients', () => {
     expect(res.status).toBe(200);
     // Node closes it about 1 s after --keep-alive-timeout.
     expect(res.closedAfterMs).toBeGreaterThanOrEqual(450);
-    expect(res.closedAfterMs).toBeLessThan(3500);
+    expect(res.closedAfterMs).toBeLessThan(8000);
   });
 
   it('checks for expired requests often enough to honour the default 30 s', () => {

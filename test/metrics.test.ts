@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { freePort, startFerretDb, type FerretDb } from './helpers/ferretdb.js';
 import { getJson, makeEvents, putEvents } from './helpers/http.js';
 import { histogram, parsePrometheus, sampleValue, type Exposition } from './helpers/prometheus.js';
-import { runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';
+import { logLines, runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';
 
 const ferretdbBinary = inject('ferretdbBinary');
 
@@ -35,12 +35,6 @@ function differ(before: Exposition, after: Exposition) {
 }
 
 const put = (url: string, path: string) => fetch(`${url}${path}`, { method: 'PUT' }).then((res) => res.status);
-const logLines = (daemon: Daemon) =>
-  daemon
-    .output()
-    .split('\n')
-    .filter((line) => line.startsWith('{'))
-    .map((line) => JSON.parse(line) as { level: string; msg: string; time: string; [field: string]: unknown });
 
 describe('GET /metrics on serve-http', () => {
   const dir = tempDir();
@@ -121,7 +115,7 @@ describe('GET /metrics on serve-http', () => {
     expect(after.types.has('nodejs_eventloop_lag_seconds')).toBe(true);
   });
 
-  it('stays open without a token and answers only GET', async () => {
+  it('answers only GET (it stays open with tokens set: see auth.test.ts)', async () => {
     const res = await fetch(`${daemon.url}/metrics`, { method: 'POST' });
     expect(res.status).toBe(405);
     expect(res.headers.get('allow')).toBe('GET');
@@ -151,6 +145,40 @@ describe('serve-http under back-pressure', () => {
       expect(sampleValue(after, 'svc_http_request_duration_seconds_count', { route: '/events/:domain/:type', method: 'PUT', status: '503' })).toBe(1);
     } finally {
       expect(await daemon.stop()).toBe(0);
+      dir.remove();
+    }
+  });
+});
+
+describe('serve-read --cache-size', () => {
+  it('bounds the cache, the least recently read out first; 0 disables it', async () => {
+    const dir = tempDir();
+    const writer = await startDaemon('serve-http', ['--store', dir.path]);
+    const bounded = await startDaemon('serve-read', ['--store', dir.path, '--cache-size', '2']);
+    const uncached = await startDaemon('serve-read', ['--store', dir.path, '--cache-size', '0']);
+    const bounces = (reader: Daemon, domain: string) => getJson(`${reader.url}/domains/${domain}`).then((res) => res.body.bounced as number);
+    const delivered = (reader: Daemon, domain: string) => getJson(`${reader.url}/domains/${domain}`).then((res) => res.body.delivered as number);
+    // A domain never cached (its status stays unknown) shows when a reader has seen every earlier write.
+    const caughtUp = async (probes: number) => {
+      expect(await put(writer.url, '/events/probe.example/delivered')).toBe(204);
+      for (const reader of [bounded, uncached]) await expect.poll(() => delivered(reader, 'probe.example'), { timeout: 5000 }).toBe(probes);
+    };
+    try {
+      const domains = ['c1.example', 'c2.example', 'c3.example'];
+      for (const domain of domains) expect(await put(writer.url, `/events/${domain}/bounced`)).toBe(204);
+      await caughtUp(1);
+      // Settled answers, read in this order: c1 falls out of a cache of two.
+      for (const reader of [bounded, uncached]) for (const domain of domains) expect(await bounces(reader, domain)).toBe(1);
+
+      for (const domain of domains) expect(await put(writer.url, `/events/${domain}/bounced`)).toBe(204);
+      await caughtUp(2);
+      // c1 comes from the store (and pushes c2 out), c3 from the cache with the counts of its first read.
+      expect([await bounces(bounded, 'c1.example'), await bounces(bounded, 'c3.example'), await bounces(bounded, 'c2.example')]).toEqual([2, 1, 2]);
+      expect(sampleValue(await scrape(bounded.url), 'svc_cache_entries')).toBe(2);
+      for (const domain of domains) expect(await bounces(uncached, domain)).toBe(2);
+      expect(sampleValue(await scrape(uncached.url), 'svc_cache_entries') ?? 0).toBe(0);
+    } finally {
+      await Promise.all([writer.stop(), bounded.stop(), uncached.stop()]);
       dir.remove();
     }
   });

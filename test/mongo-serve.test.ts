@@ -159,6 +159,33 @@ describe.skipIf(!ferretdbBinary)('svc when MongoDB goes away (FerretDB stopped a
     // About 8 s alone; with another suite on the other core, the reconnection has taken over 30 s.
   }, 60_000);
 
+  it('fails a write that gets no answer after three times --store-timeout, and carries on once the server answers', async () => {
+    const server = await startFerretDb(ferretdbBinary);
+    const store = `${server.uri}/svc`;
+    const daemon = await startDaemon('serve-http', ['--store', store, '--store-timeout', '1s']);
+    try {
+      expect(await put(daemon.url, 'hung.example')).toBe(204);
+      // Stopped, not killed: connections are still accepted by the kernel and nothing answers.
+      server.signal('SIGSTOP');
+      const started = Date.now();
+      const hung = await getJson(`${daemon.url}/events/hung.example/delivered`, { method: 'PUT' });
+      const waited = Date.now() - started;
+      expect(hung.status).toBe(503);
+      expect(hung.headers.get('retry-after')).toBe('1');
+      // 3 × 1 s; the driver's own timeouts (2 s on the socket) may answer first, never much later.
+      expect(waited).toBeGreaterThanOrEqual(1_500);
+      expect(waited).toBeLessThan(3_000 + 5_000);
+      server.signal('SIGCONT');
+      expect(await until(() => put(daemon.url, 'hung.example'), (s) => s === 204, 20_000)).toBe(204);
+      // The failed write was not acknowledged; it may or may not have landed before the stop.
+      const { delivered } = (await storedCounts(store, ['hung.example'])).get('hung.example')!;
+      expect([2, 3]).toContain(delivered);
+    } finally {
+      await daemon.stop();
+      await server.destroy();
+    }
+  }, 60_000);
+
   it('fails fast with 503 while MongoDB is down, recovers without a restart, and loses nothing acknowledged', async () => {
     const server = await startFerretDb(ferretdbBinary);
     const store = `${server.uri}/svc`;
@@ -177,6 +204,9 @@ describe.skipIf(!ferretdbBinary)('svc when MongoDB goes away (FerretDB stopped a
       const during = await Promise.all(Array.from({ length: 10 }, (_, i) => record(`during${i % 5}.example`)));
       expect(during.every((s) => s === 503)).toBe(true);
       expect(Date.now() - started).toBeLessThan(5_000);
+      const refused = await getJson(`${daemon.url}/events/during0.example/delivered`, { method: 'PUT' });
+      expect(refused).toMatchObject({ status: 503, body: { error: expect.stringMatching(/^MongoDB: /) } });
+      expect(refused.headers.get('retry-after')).toBe('1');
       expect((await getJson(`${daemon.url}/readyz`)).status).toBe(503);
 
       await server.restart();

@@ -47,6 +47,29 @@ describe.skipIf(!serverUri)('MongoStore', () => {
       }
     });
 
+    it('splits writes and reads at their limits: every part of a batch lands and is read back', async () => {
+      // Limits that do not divide the batch, so that a last, shorter part is left: 300 = 42 × 7 + 6
+      // upserts per write and 4 × 70 + 20 ids per read.
+      const small = new MongoStore(uri, {
+        collection: 'domains',
+        writeConcern: 'majority',
+        readPreference: 'primary',
+        timeoutMs: 5000,
+        operationsPerWrite: 7,
+        idsPerRead: 70,
+      });
+      try {
+        const batch = new Map(Array.from({ length: 300 }, (_, i) => [`split${i}.example`, { delivered: i + 1, bounced: i % 2 }]));
+        await small.applyBatch(batch);
+        await small.applyBatch(batch);
+        const read = await small.getMany([...batch.keys(), 'missing.example']);
+        expect(read.size).toBe(300);
+        for (const [domain, { delivered, bounced }] of batch) expect(read.get(domain), domain).toEqual({ delivered: 2 * delivered, bounced: 2 * bounced });
+      } finally {
+        await small.close();
+      }
+    });
+
     it('splits a batch over the driver limits (100,000 operations) into several writes', async (context) => {
       if (await isFerretDb(serverUri)) context.skip('FerretDB upserts too slowly for 120,000 documents in a unit test; see the README');
       const batch = new Map(Array.from({ length: 120_000 }, (_, i) => [`limit${i}.example`, { delivered: 1, bounced: 0 }]));

@@ -2,7 +2,8 @@ import { spawn } from 'node:child_process';
 import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
-import { afterAll, describe, expect, inject, it } from 'vitest';
+import { MongoClient } from 'mongodb';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { fingerprintFile } from '../src/replay/fingerprint.js';
 import { openStore } from '../src/store/open-store.js';
 import type { CounterStore } from '../src/store/counter-store.js';
@@ -161,6 +162,120 @@ describe('svc replay', () => {
   });
 });
 
+describe('svc replay: runs that stop and start again', () => {
+  const dir = tempDir();
+  afterAll(() => dir.remove());
+  let log = '';
+  let expected: Counts = {};
+  let fingerprint = '';
+  const store = (name: string) => join(dir.path, name);
+
+  /** The counts of the file's first `lines` lines. */
+  const countsOfFirstLines = (lines: number): Counts => {
+    const counts: Counts = {};
+    for (const line of readFileSync(log, 'utf8').split('\n').slice(0, lines)) {
+      const { domain, type } = JSON.parse(line) as { domain: string; type: 'delivered' | 'bounced' };
+      const c = (counts[domain.toLowerCase()] ??= { delivered: 0, bounced: 0 });
+      c[type]++;
+    }
+    return counts;
+  };
+
+  /** Starts a replay and resolves once the store holds a checkpoint of at least one chunk. */
+  const startedReplay = async (path: string, args: string[]) => {
+    const child = spawn(process.execPath, [SVC_BIN, 'replay', '--quiet', log, '--store', path, ...args], { stdio: 'ignore' });
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const observer = await openStore({ store: path });
+    try {
+      await expect.poll(async () => (await observer.getCheckpoint(fingerprint))?.chunk ?? 0, { timeout: 30_000, interval: 5 }).toBeGreaterThan(0);
+    } finally {
+      await observer.close();
+    }
+    return { child, exited };
+  };
+  const checkpointIn = async (path: string) => {
+    const reader = await openStore({ store: path });
+    try {
+      return (await reader.getCheckpoint(fingerprint))!;
+    } finally {
+      await reader.close();
+    }
+  };
+
+  beforeAll(async () => {
+    log = join(dir.path, 'events.ndjson');
+    // About 20 MB: hundreds of 64 KiB chunks, so that a signal lands long before the end.
+    expected = await generateLog(log, 400_000, { domains: 5000, seed: 21 });
+    fingerprint = await fingerprintFile(log, statSync(log).size);
+  });
+
+  it.each(['SIGINT', 'SIGTERM'] as const)('on %s exits 130 with what it read committed up to its checkpoint, and the same command finishes', async (signal) => {
+    const path = store(`interrupted-${signal}`);
+    const args = ['--chunk-size', '64KiB'];
+    const { child, exited } = await startedReplay(path, args);
+    child.kill(signal);
+    expect(await exited).toBe(130);
+    const checkpoint = await checkpointIn(path);
+    expect(checkpoint.done).toBe(false);
+    expect(checkpoint.lines).toBeGreaterThan(0);
+    expect(checkpoint.lines).toBeLessThan(400_000);
+    // Exactly the lines the checkpoint names are counted: the chunk in hand was committed with it.
+    const committed = countsOfFirstLines(checkpoint.lines);
+    expect(await storedCounts(path, Object.keys(expected))).toEqual(
+      Object.fromEntries(Object.keys(expected).map((domain) => [domain, committed[domain] ?? { delivered: 0, bounced: 0 }])),
+    );
+
+    const finished = await replayJson([log, '--store', path, ...args]);
+    expect(finished.code, finished.stderr).toBe(0);
+    expect(finished.summary.results[0].resumedAfterLine).toBe(checkpoint.lines);
+    expect(await storedCounts(path, Object.keys(expected))).toEqual(expected);
+  });
+
+  it("resumes with the checkpoint's chunk size, whatever --chunk-size says", async () => {
+    const uninterrupted = store('uninterrupted');
+    expect((await replayJson([log, '--store', uninterrupted, '--chunk-size', '64KiB'])).code).toBe(0);
+    const whole = await checkpointIn(uninterrupted);
+    expect(whole).toMatchObject({ done: true, chunkBytes: 65_536 });
+
+    const path = store('resumed');
+    const { child, exited } = await startedReplay(path, ['--chunk-size', '64KiB']);
+    child.kill('SIGKILL');
+    await exited;
+    const resumed = await replayJson([log, '--store', path, '--chunk-size', '1MiB']);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.summary.results[0].resumedAfterLine).toBeGreaterThan(0);
+    // The same chunks as one uninterrupted run: same size, same count.
+    expect(await checkpointIn(path)).toMatchObject({ done: true, chunkBytes: 65_536, chunk: whole.chunk });
+    expect(await storedCounts(path, Object.keys(expected))).toEqual(expected);
+  });
+});
+
+describe('svc replay: what counts as the same input', () => {
+  const dir = tempDir();
+  afterAll(() => dir.remove());
+
+  it('takes an edited file as a new file', async () => {
+    const path = join(dir.path, 'store');
+    const file = join(dir.path, 'events.ndjson');
+    writeFileSync(file, '{"domain":"edit.example","type":"delivered"}\n{"domain":"edit.example","type":"delivered"}\n');
+    expect((await replayJson([file, '--store', path])).summary.events).toBe(2);
+    expect((await replayJson([file, '--store', path])).summary.events).toBe(0);
+    // The second line edited; same name.
+    writeFileSync(file, '{"domain":"edit.example","type":"delivered"}\n{"domain":"edit.example","type":"bounced"}\n');
+    const edited = await replayJson([file, '--store', path]);
+    expect(edited.stdout).not.toContain('already applied');
+    expect(edited.summary.events).toBe(2);
+    expect(await storedCounts(path, ['edit.example'])).toEqual({ 'edit.example': { delivered: 3, bounced: 1 } });
+  });
+
+  it('applies standard input every time: it cannot be fingerprinted', async () => {
+    const path = join(dir.path, 'stdin-store');
+    const input = '{"domain":"stdin-twice.example","type":"delivered"}\n';
+    for (let run = 0; run < 2; run++) expect((await replayJson(['-', '--store', path], input)).summary.events).toBe(1);
+    expect(await storedCounts(path, ['stdin-twice.example'])).toEqual({ 'stdin-twice.example': { delivered: 2, bounced: 0 } });
+  });
+});
+
 /**
  * Starts `svc replay` and kills it with SIGKILL as soon as the store holds a checkpoint past
  * `afterChunk` for the file: the kill lands part-way through, however fast or slow the machine is.
@@ -264,6 +379,25 @@ describe('svc replay after kill -9', () => {
   });
 
   const serverUri = inject('mongodbUri');
+  it.skipIf(!serverUri)('MongoDB: no document keeps a replay_<run> marker once the run is done', async () => {
+    const dir = tempDir();
+    const store = uniqueDatabaseUri(serverUri);
+    const client = new MongoClient(store);
+    try {
+      const file = join(dir.path, 'events.ndjson');
+      const expected = await generateLog(file, 20_000, { domains: 30, seed: 4 });
+      const replay = await replayJson([file, '--store', store, '--chunk-size', '64KiB']);
+      expect(replay.code, replay.stderr).toBe(0);
+      const documents = await client.db().collection('domains').find({}).toArray();
+      expect(documents).toHaveLength(Object.keys(expected).length);
+      for (const document of documents) expect(Object.keys(document).sort()).toEqual(['_id', 'bounced', 'delivered']);
+    } finally {
+      await client.close();
+      await dropDatabase(store);
+      dir.remove();
+    }
+  }, 60_000);
+
   it.skipIf(!serverUri)(
     'MongoDB: finishes on the next run with the counts of one uninterrupted run',
     exactlyOnceAfterKills(

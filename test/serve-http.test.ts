@@ -132,7 +132,8 @@ describe('svc serve-http', () => {
 describe('svc serve-http backpressure', () => {
   it('answers 503 with Retry-After past --max-pending, then recovers', async () => {
     const dir = tempDir();
-    const daemon = await startDaemon('serve-http', ['--store', dir.path, '--max-pending', '5', '--flush-ms', '300']);
+    // A batch waits 2 s before its commit: all 20 requests arrive within it, however busy the machine.
+    const daemon = await startDaemon('serve-http', ['--store', dir.path, '--max-pending', '5', '--flush-ms', '2s']);
     try {
       const statuses = await putEvents(daemon.url, makeEvents(20, 20), 20);
       expect(statuses.filter((s) => s === 204)).toHaveLength(5);

@@ -128,9 +128,14 @@ export class CounterEngine {
     return new Promise((resolve) => this.#idleWaiters.push(resolve));
   }
 
+  /** From now on, events are refused with ShuttingDownError (503): nothing of them is counted. */
+  refuseNewEvents(): void {
+    this.#closing = true;
+  }
+
   /** Refuses new events, then commits what is pending. Does not close the store. */
   async close(): Promise<void> {
-    this.#closing = true;
+    this.refuseNewEvents();
     await this.flush();
   }
 

@@ -15,6 +15,11 @@ const loadMetrics = () => import('../metrics/index.js');
 /** What a daemon serves, and how to put it away once the server has stopped taking requests. */
 export interface App {
   listener: RequestListener;
+  /**
+   * The daemon is stopping: events that arrive from now on are refused (503 shutting down, so
+   * that clients go elsewhere at once), while those already taken in are committed and answered.
+   */
+  drain?(): void;
   /** Commits what is pending, then closes the store. */
   close(): Promise<void>;
 }
@@ -49,6 +54,7 @@ export async function createIngestApp(options: IngestAppOptions): Promise<App> {
       ],
       metrics.requests,
     ),
+    drain: () => engine.refuseNewEvents(),
     async close() {
       await engine.close();
       await store.close();

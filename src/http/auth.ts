@@ -11,7 +11,7 @@ export function bearerCheck(token: string): (req: IncomingMessage) => void {
   const expected = digest(token);
   return (req) => {
     const header = req.headers.authorization;
-    const presented = header !== undefined && header.startsWith('Bearer ') ? header.slice(7).trim() : '';
+    const presented = header === undefined ? '' : bearerToken(header);
     // A missing header is hashed and compared like a wrong one: no shortcut to time.
     const valid = timingSafeEqual(digest(presented), expected) && presented !== '';
     if (!valid) {
@@ -36,6 +36,12 @@ export function requireToken(routes: Route[], token: string | undefined): Route[
       ]),
     ),
   }));
+}
+
+/** The token of a Bearer credential; the scheme name is case-insensitive (RFC 9110, section 11.1). */
+function bearerToken(header: string): string {
+  const match = /^bearer +(\S+) *$/i.exec(header);
+  return match === null ? '' : match[1]!;
 }
 
 function digest(text: string): Buffer {

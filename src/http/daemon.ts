@@ -18,6 +18,8 @@ export interface DaemonOptions {
   keepAliveTimeoutMs: number;
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
+  /** Every option as given, secrets masked: logged at debug level when the daemon starts. */
+  settings?: Record<string, unknown>;
 }
 
 /**
@@ -27,6 +29,7 @@ export interface DaemonOptions {
  */
 export async function runDaemon(options: DaemonOptions, createApp: () => Promise<App>): Promise<void> {
   setLogLevel(options.logLevel);
+  if (cluster.isPrimary) log('debug', 'settings', { daemon: options.name, ...options.settings });
   if (options.workers > 1 && cluster.isPrimary) {
     // Before any worker exists, so that none can ask for the cluster's metrics unanswered.
     (await import('../metrics/index.js')).serveClusterMetrics();
@@ -65,6 +68,7 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
     if (stopping) return;
     stopping = true;
     draining = true;
+    app.drain?.();
     log('info', 'stopping', { daemon: options.name, signal });
     const deadline = Date.now() + options.shutdownTimeoutMs;
     server.close();

@@ -47,7 +47,8 @@ export function sendError(res: ServerResponse, error: unknown): void {
   } else if (error instanceof SvcError) {
     const headers: Record<string, string> = {};
     if (error instanceof OverloadedError) headers['retry-after'] = String(error.retryAfterSeconds);
-    if (error.code === 'SVC_STORE_UNAVAILABLE') headers['retry-after'] = '1';
+    // A store outage is usually short, and a stopping node is replaced by another: retry soon.
+    if (error.code === 'SVC_STORE_UNAVAILABLE' || error.code === 'SVC_SHUTTING_DOWN') headers['retry-after'] = '1';
     if (error.code === 'SVC_SHUTTING_DOWN' || error.code === 'SVC_PAYLOAD_TOO_LARGE') headers.connection = 'close';
     sendJson(res, STATUS_BY_CODE[error.code], { error: error.message }, headers);
   } else {

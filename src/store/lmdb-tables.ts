@@ -37,10 +37,19 @@ export class LmdbTables {
   #newShare = 0.5;
 
   constructor(directory: string) {
-    mkdirSync(directory, { recursive: true });
-    // overlappingSync (lmdb-js's default off Windows) keeps the database consistent after a
-    // power loss while the disk flush runs outside the write lock.
-    this.root = open({ path: directory, maxDbs: 4, overlappingSync: true });
+    try {
+      mkdirSync(directory, { recursive: true });
+      // overlappingSync (lmdb-js's default off Windows) keeps the database consistent after a
+      // power loss while the disk flush runs outside the write lock. noSubdir: false, because
+      // lmdb-js takes a path with an extension (`/tmp/tmp.x1`, `counts.db`) for a file otherwise.
+      this.root = open({ path: directory, maxDbs: 4, overlappingSync: true, noSubdir: false });
+    } catch (error) {
+      throw new Error(
+        `cannot open the embedded store in ${directory}: ${(error as Error).message}; ` +
+          '--store must name a directory (created when missing) that this user can read and write',
+        { cause: error },
+      );
+    }
     this.domains = this.root.openDB<Buffer, string>({ name: 'domains', encoding: 'binary' });
     this.replays = this.root.openDB<ReplayCheckpoint, string>({ name: 'replays' });
     this.journal = this.root.openDB<unknown, string>({ name: 'journal' });

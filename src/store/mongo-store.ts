@@ -21,6 +21,9 @@ export interface MongoStoreOptions {
   readPreference: ReadPreferenceMode;
   /** How long an operation may wait for a reachable server before it fails. */
   timeoutMs: number;
+  /** Upserts per write command and ids per `$in` read, when not the defaults (tests use small ones). */
+  operationsPerWrite?: number;
+  idsPerRead?: number;
 }
 
 /** One counter document per domain; the domain is the `_id`, so a hashed shard key on `_id` spreads them. */
@@ -79,6 +82,8 @@ export class MongoStore implements CounterStore {
   readonly #replays: Collection<CheckpointDocument>;
   /** Longest a write command may take before its batch fails (see #answered). */
   readonly #deadlineMs: number;
+  readonly #operationsPerWrite: number | undefined;
+  readonly #idsPerRead: number;
   #profile: Promise<ServerProfile> | undefined;
   /** The write in progress, when writes must not overlap. */
   #lastWrite: Promise<unknown> = Promise.resolve();
@@ -101,6 +106,8 @@ export class MongoStore implements CounterStore {
     });
     // Beyond every driver timeout above, together with a server selection.
     this.#deadlineMs = options.timeoutMs * 3;
+    this.#operationsPerWrite = options.operationsPerWrite;
+    this.#idsPerRead = options.idsPerRead ?? IDS_PER_READ;
     const db = this.#client.db(databaseOf(uri));
     this.#domains = db.collection<DomainDocument>(options.collection);
     this.#replays = db.collection<CheckpointDocument>(`${options.collection}_replays`);
@@ -193,8 +200,8 @@ export class MongoStore implements CounterStore {
     this.#checkOpen();
     const result = new Map<string, DomainCounts>();
     await this.#guard(async () => {
-      for (let i = 0; i < domains.length; i += IDS_PER_READ) {
-        const ids = domains.slice(i, i + IDS_PER_READ);
+      for (let i = 0; i < domains.length; i += this.#idsPerRead) {
+        const ids = domains.slice(i, i + this.#idsPerRead);
         for await (const document of this.#domains.find({ _id: { $in: ids } })) {
           result.set(document._id, countsOf(document));
         }
@@ -289,7 +296,7 @@ export class MongoStore implements CounterStore {
       const ferretdb = buildInfo.ferretdbVersion !== undefined;
       return {
         transactions: !ferretdb && (Boolean(hello.setName) || hello.msg === 'isdbgrid'),
-        operationsPerWrite: ferretdb ? OPERATIONS_PER_WRITE_FERRETDB : OPERATIONS_PER_WRITE,
+        operationsPerWrite: this.#operationsPerWrite ?? (ferretdb ? OPERATIONS_PER_WRITE_FERRETDB : OPERATIONS_PER_WRITE),
         serializeWrites: ferretdb,
       };
     })().catch((error: unknown) => {

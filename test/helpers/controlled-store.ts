@@ -38,6 +38,14 @@ export class ControlledStore implements CounterStore {
   }
 
   async ping() {}
+
+  async getCheckpoint() {
+    return undefined;
+  }
+
+  async setup() {
+    return [];
+  }
   async close() {}
 }
 

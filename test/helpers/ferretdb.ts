@@ -41,6 +41,8 @@ export interface FerretDb {
   restart(): Promise<void>;
   /** Stops it and removes its data. */
   destroy(): Promise<void>;
+  /** Sends a signal: SIGSTOP leaves it accepting connections (the kernel does) but never answering. */
+  signal(signal: NodeJS.Signals): void;
 }
 
 /** Starts FerretDB on its SQLite backend in a fresh temporary directory on a free port. */
@@ -78,7 +80,9 @@ export async function startFerretDb(binary: string, port?: number): Promise<Ferr
     port,
     stop,
     restart: start,
+    signal: (signal) => child?.kill(signal),
     destroy: async () => {
+      child?.kill('SIGCONT');
       await stop();
       rmSync(dir, { recursive: true, force: true });
     },

@@ -49,13 +49,24 @@ export interface Daemon {
   output(): string;
   /** Sends a signal and resolves with the exit code. */
   stop(signal?: NodeJS.Signals): Promise<number | null>;
+  /** With `group: true` only: sends a signal to every process of the daemon (its workers too). */
+  killGroup(signal: NodeJS.Signals): Promise<void>;
 }
 
-/** Starts `svc <command> --port 0 …` and resolves once it logs that it is listening. */
-export function startDaemon(command: 'serve-http' | 'serve-read', args: string[] = [], env: NodeJS.ProcessEnv = {}): Promise<Daemon> {
+/**
+ * Starts `svc <command> --port 0 …` and resolves once it logs that it is listening. `group: true`
+ * starts it in a process group of its own, for `killGroup`.
+ */
+export function startDaemon(
+  command: 'serve-http' | 'serve-read',
+  args: string[] = [],
+  env: NodeJS.ProcessEnv = {},
+  { group = false } = {},
+): Promise<Daemon> {
   const child = spawn(process.execPath, [SVC_BIN, command, '--port', '0', ...args], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: group,
   });
   let output = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -84,14 +95,36 @@ export function startDaemon(command: 'serve-http' | 'serve-read', args: string[]
             if (child.exitCode === null && child.signalCode === null) child.kill(signal);
             return exited;
           },
+          killGroup: async (signal) => {
+            if (!group) throw new Error('killGroup needs startDaemon(…, { group: true })');
+            process.kill(-child.pid!, signal);
+            await exited;
+          },
         });
       }
     });
   });
 }
 
+export interface LogLine {
+  level: string;
+  msg: string;
+  time: string;
+  pid: number;
+  [field: string]: unknown;
+}
+
+/** The JSON lines a daemon logged so far. */
+export function logLines(daemon: Daemon): LogLine[] {
+  return daemon
+    .output()
+    .split('\n')
+    .filter((line) => line.startsWith('{'))
+    .map((line) => JSON.parse(line) as LogLine);
+}
+
 /** A fresh temporary directory, removed by the returned cleanup. */
-export function tempDir(prefix = 'svc-test-'): { path: string; remove(): void } {
+export function tempDir(prefix = 'svc-test.'): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
 }
