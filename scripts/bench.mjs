@@ -3,7 +3,7 @@
 // measured in the same run, in one table; also written as JSON to bench/results/bench-<date>.json.
 // Throughput is measured with wrk (a JavaScript generator on the same cores would be the
 // bottleneck), latency at fixed rates with `svc loadtest` (open model, no coordinated omission).
-// See README.md, "Performance".
+// See docs/performance.md.
 //
 //   npm run bench                        # everything, about 40 minutes on 2 cores
 //   npm run bench -- --quick             # a smoke run: 1M domains, short runs, no replay/MongoDB rows

@@ -79,7 +79,7 @@ describe.skipIf(!serverUri)('svc on MongoDB', () => {
     const first = await startDaemon('serve-http', ['--store', store]);
     const second = await startDaemon('serve-http', ['--store', store]);
     try {
-      // FerretDB applies $inc without isolation between connections (see the README), so there
+      // FerretDB applies $inc without isolation between connections (see docs/stores.md), so there
       // the two processes write disjoint domains; real MongoDB gets the same domains from both.
       const shared = !(await isFerretDb(serverUri));
       const a = makeEvents(400, 30, 11);

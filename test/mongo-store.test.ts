@@ -71,7 +71,7 @@ describe.skipIf(!serverUri)('MongoStore', () => {
     });
 
     it('splits a batch over the driver limits (100,000 operations) into several writes', async (context) => {
-      if (await isFerretDb(serverUri)) context.skip('FerretDB upserts too slowly for 120,000 documents in a unit test; see the README');
+      if (await isFerretDb(serverUri)) context.skip('FerretDB upserts too slowly for 120,000 documents in a unit test; see docs/performance.md');
       const batch = new Map(Array.from({ length: 120_000 }, (_, i) => [`limit${i}.example`, { delivered: 1, bounced: 0 }]));
       await store.applyBatch(batch);
       expect((await store.getMany([...batch.keys()])).size).toBe(120_000);
