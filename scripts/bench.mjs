@@ -9,6 +9,7 @@
 //   npm run bench -- --quick             # a smoke run: 1M domains, short runs, no replay/MongoDB rows
 //   npm run bench -- --domains 2000000 --rounds 2 --seconds 10 --skip replay,mongo,reads --out /tmp/bench.json
 //   npm run bench -- --table bench/results/bench-2026-12-01.json   # print a saved run's table again
+//   npm run bench -- --report bench.html # also draw every capacity search (latency against rate) in one HTML file
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir, totalmem } from 'node:os';
 import { join } from 'node:path';
@@ -35,7 +36,9 @@ const BATCH_SECONDS = quick ? 30 : 90;
 const STEADY_SECONDS = quick ? 10 : 30;
 
 if (argv.table) {
-  printTable(JSON.parse(readFileSync(argv.table, 'utf8')));
+  const saved = JSON.parse(readFileSync(argv.table, 'utf8'));
+  printTable(saved);
+  if (argv.report) await writeReport(saved, argv.report);
   process.exit(0);
 }
 
@@ -106,6 +109,7 @@ try {
   if (!skip.has('mongo')) result.mongo = await subBench('bench-mongo.mjs', ['--events', 10_000, '--domains', 1_000]);
 
   result.table = printTable(result);
+  if (argv.report) await writeReport(result, argv.report);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   const file = argv.out ?? join(root, 'bench/results', `bench-${result.date.slice(0, 10)}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
@@ -129,7 +133,9 @@ function serveRead(path) {
 async function search(args, start, step) {
   const daemon = await startDaemon(args.map(String));
   try {
-    return (await findSustainedRate(daemon, { start, ...step })).best;
+    const { best, steps } = await findSustainedRate(daemon, { start, ...step });
+    // Every step is kept for --report's latency-against-rate charts.
+    return { ...best, steps };
   } finally {
     await daemon.stop();
   }
@@ -177,6 +183,16 @@ async function subBench(script, args) {
   const out = join(work, `${script}.json`);
   await $({ cwd: root, stdio: ['ignore', 'inherit', 'inherit'] })`${process.execPath} ${join(root, 'scripts', script)} ${args} --out ${out}`;
   return JSON.parse(readFileSync(out, 'utf8'));
+}
+
+/** `--report <file.html>`: every capacity search of the run, drawn as latency against offered rate. */
+async function writeReport(result, file) {
+  const { renderHtmlReport } = await import(join(root, 'dist/loadtest/html-report.js'));
+  const searches = [];
+  if (result.get?.ceiling?.steps) searches.push({ title: 'GET, bare node:http server (the ceiling)', steps: result.get.ceiling.steps });
+  if (result.get?.svc?.steps) searches.push({ title: `GET on serve-read, ${result.settings.domains.toLocaleString('en')} domains`, steps: result.get.svc.steps });
+  writeFileSync(file, renderHtmlReport({ title: `svc bench ${result.date.slice(0, 10)}: capacity searches`, searches }));
+  log(`report with ${searches.length} searches written to ${file}`);
 }
 
 /** Prints the table of a run's results as markdown and returns its rows. */

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runLoadtest, type LoadtestReport } from '../src/loadtest/index.js';
 import { OverloadedError, ShuttingDownError, StoreUnavailableError } from '../src/core/errors.js';
+import { findMaxRate } from '../src/loadtest/find-max.js';
 import { Pacer } from '../src/loadtest/pacer.js';
 import { challengeCounts, challengePlan, CHALLENGE } from '../src/workload/challenge.js';
 import { domainName } from '../src/workload/domain-names.js';
@@ -120,6 +121,33 @@ describe('pacer', () => {
     const dues = sent.map((s) => s.due);
     expect(dues).toEqual([...dues].sort((a, b) => a - b));
     expect(sent.at(-1)!.due).toBe(startMs + 59 * interval);
+  });
+});
+
+describe('capacity search (findMaxRate)', () => {
+  const capacity = (limit: number) => {
+    const tried: number[] = [];
+    const step = async (rps: number) => (tried.push(rps), { rps, passed: rps <= limit });
+    return { step, tried };
+  };
+
+  it('steps up ×1.5, tries a failed rate twice, then bisects to within 5 %', async () => {
+    const { step, tried } = capacity(1000);
+    const { best, steps } = await findMaxRate(step, { start: 100 });
+    expect(tried.slice(0, 8)).toEqual([100, 150, 225, 338, 506, 759, 1139, 1139]);
+    expect(best!.rps).toBeGreaterThan(950);
+    expect(best!.rps).toBeLessThanOrEqual(1000);
+    expect(steps).toHaveLength(tried.length);
+  });
+
+  it('comes down from a start that is too high, and gives up at a sixteenth of it', async () => {
+    const high = capacity(1000);
+    expect((await findMaxRate(high.step, { start: 5000 })).best!.rps).toBeGreaterThan(900);
+    expect(high.tried.slice(0, 7)).toEqual([5000, 5000, 2500, 2500, 1250, 1250, 625]);
+    const none = capacity(10);
+    const result = await findMaxRate(none.step, { start: 5000 });
+    expect(result.best).toBeUndefined();
+    expect(Math.min(...none.tried)).toBe(313);
   });
 });
 

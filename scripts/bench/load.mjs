@@ -4,6 +4,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { $ } from 'zx';
+import { findMaxRate } from '../../dist/loadtest/find-max.js';
 
 const svc = new URL('../../bin/svc.js', import.meta.url).pathname;
 
@@ -24,6 +25,7 @@ export async function loadStep(daemon, rps, { seconds, warmup, args = [] }) {
     const report = JSON.parse(readFileSync(join(dir, 'report.json'), 'utf8'));
     const requests = report.sent;
     const failed = report.errors + report.dropped;
+    const sustained = failed <= SUSTAINED.maxErrors && report.latencyMs.p95 < SUSTAINED.maxP95Ms;
     return {
       rps,
       achievedRps: report.achievedRps,
@@ -37,7 +39,8 @@ export async function loadStep(daemon, rps, { seconds, warmup, args = [] }) {
       // Over warm-up and measured time alike, as the loadtest sent during both.
       serverCpuMicrosPerRequest: ((daemon.cpuSeconds() - cpuBefore) * 1e6) / (requests * (1 + warmup / seconds)),
       serverPeakRss: daemon.peakRss(),
-      sustained: failed <= SUSTAINED.maxErrors && report.latencyMs.p95 < SUSTAINED.maxP95Ms,
+      sustained,
+      passed: sustained,
     };
   } finally {
     rmSync(dir, { recursive: true, force: true });
@@ -45,47 +48,19 @@ export async function loadStep(daemon, rps, { seconds, warmup, args = [] }) {
 }
 
 /**
- * The highest sustained rate: from `start`, multiply by `factor` while steps pass, then bisect
- * between the last pass and the first failure `refine` times (or until they are within 5 %).
- * A failed step is tried once more before the rate counts as failed.
- * Every step is kept, so a plot of latency against rate comes for free.
+ * The highest sustained rate, found by the same search as `svc loadtest --find-max` (see
+ * src/loadtest/find-max.ts), with each step's server CPU and memory. Every step is kept, so a
+ * plot of latency against rate comes for free.
  */
 export async function findSustainedRate(daemon, { start, factor = 1.5, refine = 3, onStep = () => {}, ...step }) {
-  const steps = [];
-  const once = async (rps) => {
-    const result = await loadStep(daemon, Math.round(rps), step);
-    steps.push(result);
-    onStep(result);
-    // Let a failed step's backlog drain before the next one.
-    await new Promise((resolve) => setTimeout(resolve, result.sustained ? 500 : 3000));
-    return result;
-  };
-  // A rate fails only when it fails twice in a row: on a shared 2-core machine a single pause of
-  // a few hundred milliseconds (another tenant, a disk flush) sinks a whole step.
-  const attempt = async (rps) => {
-    const first = await once(rps);
-    return first.sustained ? first : once(rps);
-  };
-  let best;
-  let failed;
-  for (let rps = start; ; rps *= factor) {
-    const result = await attempt(rps);
-    if (!result.sustained) {
-      failed = result;
-      break;
-    }
-    best = result;
-  }
-  // Started too high: come down until a step passes.
-  for (let rps = start / 2; best === undefined && rps >= start / 16; rps /= 2) {
-    const result = await attempt(rps);
-    if (result.sustained) best = result;
-    else failed = result;
-  }
-  for (let i = 0; i < refine && best && failed && failed.rps - best.rps > best.rps * 0.05; i++) {
-    const result = await attempt((best.rps + failed.rps) / 2);
-    if (result.sustained) best = result;
-    else failed = result;
-  }
-  return { best, steps };
+  return findMaxRate(
+    async (rps) => {
+      const result = await loadStep(daemon, rps, step);
+      onStep(result);
+      // Let a failed step's backlog drain before the next one.
+      await new Promise((resolve) => setTimeout(resolve, result.passed ? 500 : 3000));
+      return result;
+    },
+    { start, factor, refine },
+  );
 }

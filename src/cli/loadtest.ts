@@ -2,6 +2,7 @@ import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
 import { DEFAULT_LOADTEST_OPTIONS as D, MODES, type LoadtestOptions } from '../loadtest/options.js';
 import { DISTRIBUTIONS } from '../workload/workload.js';
+import { ValidationError } from '../core/errors.js';
 import { ExitCode } from './exit.js';
 import { ingestTokenOption, option, parseDuration, parseInteger, readTokenOption } from './options.js';
 
@@ -50,34 +51,87 @@ export function loadtestCommand(): Command {
     .addOption(ingestTokenOption('send Authorization: Bearer <token> with every event'))
     .addOption(readTokenOption('send Authorization: Bearer <token> with every read and verification'))
     .addOption(option('--json <file>', 'write the full report as JSON to this file', 'SVC_JSON_FILE'))
+    .addOption(option('--report <file.html>', 'write a self-contained HTML report with charts to this file', 'SVC_REPORT_FILE'))
+    .addOption(
+      option('--find-max', 'step the rate up from --rps until a gate fails, then bisect: the highest rate that meets every gate (--max-p95 200 ms and --max-error-rate 0 unless given)', 'SVC_FIND_MAX'),
+    )
     .addHelpText(
       'after',
       '\nProgress goes to stderr about once a second, the final table to stdout.' +
-        '\nExit codes: 0 every gate met; 1 a gate failed, --verify found lost events or could not read a domain back,' +
-        '\nthe run was interrupted, or the target is unreachable; 2 usage error.',
+        '\nExit codes: 0 every gate met (--find-max: some rate met them); 1 a gate failed, --verify found lost or extra' +
+        '\nevents or could not read a domain back, the run was interrupted, or the target is unreachable; 2 usage error.',
     )
     .action(async (options) => {
-      // The engine (undici, the HDR histogram) is loaded only when a load test runs: every other
-      // command starts faster without it.
-      const { checkGates, formatProgress, formatReport, runLoadtest } = await import('../loadtest/index.js');
+      if (options.findMax && options.verify) throw new ValidationError('--find-max cannot be combined with --verify: its steps send to the same domains again');
       const controller = new AbortController();
       const interrupt = () => controller.abort();
       process.once('SIGINT', interrupt).once('SIGTERM', interrupt);
-      let report;
       try {
-        report = await runLoadtest(engineOptions(options), {
-          signal: controller.signal,
-          onProgress: (progress) => process.stderr.write(formatProgress(progress) + '\n'),
-        });
+        process.exitCode = await (options.findMax ? findMax(options, controller.signal) : runOnce(options, controller.signal));
       } finally {
         process.off('SIGINT', interrupt).off('SIGTERM', interrupt);
       }
-      const gates = checkGates(report, { maxP95Ms: options.maxP95, maxErrorRate: options.maxErrorRate });
-      const passed = gates.every((gate) => gate.passed) && !report.aborted;
-      process.stdout.write(formatReport(report, gates));
-      if (options.json) await writeFile(options.json, JSON.stringify({ ...report, gates, passed }, null, 2) + '\n');
-      process.exitCode = passed ? ExitCode.Ok : ExitCode.Failure;
     });
+}
+
+// The engine (undici, the HDR histogram) is loaded only when a load test runs: every other
+// command starts faster without it.
+const engine = () => import('../loadtest/index.js');
+
+async function runOnce(options: Record<string, unknown>, signal: AbortSignal): Promise<number> {
+  const { checkGates, formatProgress, formatReport, runLoadtest } = await engine();
+  const report = await runLoadtest(engineOptions(options), {
+    signal,
+    onProgress: (progress) => process.stderr.write(formatProgress(progress) + '\n'),
+  });
+  const gates = checkGates(report, gatesOf(options));
+  const passed = gates.every((gate) => gate.passed) && !report.aborted;
+  process.stdout.write(formatReport(report, gates));
+  if (options.json) await writeFile(options.json as string, JSON.stringify({ ...report, gates, passed }, null, 2) + '\n');
+  if (options.report) await writeHtml(options.report as string, { title: `svc loadtest: ${report.requestedRps} requests/s`, report, gates });
+  return passed ? ExitCode.Ok : ExitCode.Failure;
+}
+
+/** --find-max: one run per step, each against the same gates; the best step's run is the report. */
+async function findMax(options: Record<string, unknown>, signal: AbortSignal): Promise<number> {
+  const { checkGates, findMaxRate, formatReport, runLoadtest } = await engine();
+  const gates = { maxP95Ms: (options.maxP95 as number | undefined) ?? 200, maxErrorRate: (options.maxErrorRate as number | undefined) ?? 0 };
+  const { best, steps } = await findMaxRate(
+    async (rps) => {
+      const report = await runLoadtest({ ...engineOptions(options), rps }, { signal });
+      const results = checkGates(report, gates);
+      const passed = results.every((gate) => gate.passed) && !report.aborted;
+      const { p50, p95, p99 } = report.latencyMs;
+      process.stderr.write(`find-max: ${rps} requests/s → achieved ${report.achievedRps}, p95 ${p95} ms, error rate ${report.errorRate} ${passed ? 'ok' : 'FAILED'}\n`);
+      // A failed step may leave the target a backlog: let it drain before the next step.
+      if (!passed) await new Promise((resolve) => setTimeout(resolve, Math.min(3000, options.duration as number)));
+      return { rps, achievedRps: report.achievedRps, p50Ms: p50, p95Ms: p95, p99Ms: p99, errorRate: report.errorRate, passed, report, gates: results };
+    },
+    { start: options.rps as number, signal },
+  );
+  const search = steps.map(({ report: _report, gates: _gates, ...step }) => step);
+  if (best) process.stdout.write(formatReport(best.report, best.gates));
+  process.stdout.write(
+    best
+      ? `highest rate meeting every gate (p95 <= ${gates.maxP95Ms} ms, error rate <= ${gates.maxErrorRate}): ${best.rps} requests/s, after ${steps.length} steps\n`
+      : `no rate down to ${Math.round((options.rps as number) / 16)} requests/s met every gate (p95 <= ${gates.maxP95Ms} ms, error rate <= ${gates.maxErrorRate}), after ${steps.length} steps\n`,
+  );
+  const result = { maxRps: best?.rps ?? null, gates, steps: search, best: best ? { ...best.report, gates: best.gates } : null };
+  if (options.json) await writeFile(options.json as string, JSON.stringify(result, null, 2) + '\n');
+  if (options.report) {
+    const title = best ? `svc loadtest --find-max: ${best.rps} requests/s` : 'svc loadtest --find-max: no rate met the gates';
+    await writeHtml(options.report as string, { title, report: best?.report, gates: best?.gates, searches: [{ title: `Capacity search against ${options.target}`, steps: search }] });
+  }
+  return best && !signal.aborted ? ExitCode.Ok : ExitCode.Failure;
+}
+
+async function writeHtml(file: string, input: import('../loadtest/html-report.js').HtmlReportInput): Promise<void> {
+  const { renderHtmlReport } = await import('../loadtest/html-report.js');
+  await writeFile(file, renderHtmlReport(input));
+}
+
+function gatesOf(options: Record<string, unknown>) {
+  return { maxP95Ms: options.maxP95 as number | undefined, maxErrorRate: options.maxErrorRate as number | undefined };
 }
 
 function engineOptions(o: Record<string, unknown>): Partial<LoadtestOptions> {

@@ -7,3 +7,4 @@ export type { VerifyReport, VerifyTotals, Mismatch } from './verify.js';
 export { checkGates, type GateResult, type Gates } from './gates.js';
 export { formatProgress, formatReport } from './format.js';
 export { TargetUnreachableError } from './errors.js';
+export { findMaxRate, type SearchOptions, type SearchResult, type Step } from './find-max.js';

@@ -1,6 +1,7 @@
 import type { Distribution } from '../workload/workload.js';
 import type { Percentiles } from './histogram.js';
 import type { Mode } from './options.js';
+import type { TimelineSecond } from './timeline.js';
 import type { VerifyReport } from './verify.js';
 
 /** Everything a run measured; `--json` writes it as is. */
@@ -48,9 +49,21 @@ export interface LoadtestReport {
   events: { sent: number; acknowledged: number; perSecond: number };
   reads: number;
   aborted: boolean;
+  /** Every second from the first due request, warm-up included (see Timeline). */
+  timeline: TimelineSecond[];
+  /** Where the measured phase starts on the timeline, in seconds. */
+  measureStartSecond: number;
+  /** The measured phase's latency distribution, as HdrHistogram's percentile plot draws it. */
+  latencyCurve: LatencyPoint[];
   /** What makes the figures less trustworthy, in words. */
   warnings: string[];
   verify?: VerifyReport;
+}
+
+export interface LatencyPoint {
+  percentile: number;
+  correctedMs: number;
+  uncorrectedMs: number;
 }
 
 /** When at least this share of requests was late or dropped, the report says so. */

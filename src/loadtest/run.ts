@@ -5,7 +5,7 @@ import { Generator } from './generator.js';
 import { Ledger } from './ledger.js';
 import { resolveLoadtestOptions, type LoadtestOptions } from './options.js';
 import { Pacer } from './pacer.js';
-import { warningsFor, type LoadtestReport } from './report.js';
+import { warningsFor, type LatencyPoint, type LoadtestReport } from './report.js';
 import { Stats } from './stats.js';
 import { verifyCounts } from './verify.js';
 
@@ -117,6 +117,7 @@ async function sendAll(run: Run, hooks: LoadtestHooks): Promise<Window> {
   const measureStart = start + options.warmupMs;
   const window: Window = { start, measureStart, measureEnd: measureStart + options.durationMs, abortedAt: undefined };
   run.stats.measureStart = measureStart;
+  run.stats.timeline.start = start;
   const generator = new Generator({ ...run, onFree: () => pacer.release() });
   const pacer = new Pacer(generator, {
     startMs: start,
@@ -204,8 +205,21 @@ function summarize({ options, stats }: Run, window: Window): LoadtestReport {
     events: { sent: stats.eventsSent, acknowledged: stats.eventsAcknowledged, perSecond: perSecond(stats.eventsSent) },
     reads: stats.reads,
     aborted: window.abortedAt !== undefined,
+    timeline: stats.timeline.seconds(),
+    measureStartSecond: round((window.measureStart - window.start) / 1000, 3),
+    latencyCurve: latencyCurve(stats),
   };
   return { ...report, warnings: warningsFor(report) };
+}
+
+/** The corrected and uncorrected latency at percentiles spread on a log scale of 1 / (1 − p), up to 99.999 %. */
+function latencyCurve({ corrected, uncorrected }: Stats): LatencyPoint[] {
+  const points: LatencyPoint[] = [];
+  for (let step = 0; step <= 50; step++) {
+    const percentile = round(100 * (1 - 10 ** (-step / 10)), 4);
+    points.push({ percentile, correctedMs: corrected.at(percentile), uncorrectedMs: uncorrected.at(percentile) });
+  }
+  return points;
 }
 
 function round(value: number, digits: number): number {

@@ -1,4 +1,5 @@
 import { LatencyHistogram } from './histogram.js';
+import { Timeline } from './timeline.js';
 
 /** Why a request got no HTTP answer. */
 export type FailureKind = 'timeout' | 'connect' | 'socket' | 'other';
@@ -24,6 +25,8 @@ export class Stats {
   readonly uncorrected = new LatencyHistogram();
   readonly statusCodes = new Map<number, number>();
   readonly failures = new Map<FailureKind, number>();
+  /** Every second of the run, warm-up included, for the HTML report. */
+  readonly timeline = new Timeline();
   measureStart = Infinity;
   sent = 0;
   ok = 0;
@@ -59,6 +62,8 @@ export class Stats {
   }
 
   sentOne(due: number, now: number, events: number, queued: boolean): void {
+    this.timeline.due(due);
+    this.timeline.sent(now);
     this.totalSent++;
     this.#intervalSent++;
     if (now >= this.measureStart) {
@@ -77,11 +82,13 @@ export class Stats {
   }
 
   droppedOne(due: number): void {
+    this.timeline.due(due);
     if (due >= this.measureStart) this.dropped++;
   }
 
   answered(due: number, sentAt: number, now: number, status: number): void {
     const ok = status >= 200 && status < 300;
+    this.timeline.answered(now, now - due, now - sentAt, status);
     this.#interval.record(now - due);
     if (ok) {
       this.totalOk++;
@@ -99,6 +106,7 @@ export class Stats {
   }
 
   failed(due: number, kind: FailureKind): void {
+    this.timeline.failed(performance.now(), kind);
     this.totalErrors++;
     this.#intervalErrors++;
     if (due < this.measureStart) return;
