@@ -8,6 +8,7 @@ export const DEFAULTS = {
   host: '127.0.0.1',
   ingestPort: 8080,
   readPort: 8081,
+  grpcPort: 8082,
   workers: 1,
   threshold: DEFAULT_THRESHOLD,
   ...DEFAULT_ENGINE_OPTIONS,

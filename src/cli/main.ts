@@ -5,6 +5,7 @@ import { loadtestCommand } from './loadtest.js';
 import { replayCommand } from './replay.js';
 import { serveHttpCommand } from './serve-http.js';
 import { serveReadCommand } from './serve-read.js';
+import { serveGrpcCommand } from './serve-grpc.js';
 import { setupCommand } from './setup.js';
 import { statusCommand } from './status.js';
 
@@ -16,7 +17,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError()
     .addHelpText('after', '\nEvery option can also be set by the SVC_* environment variable shown beside it.');
-  for (const command of [serveHttpCommand(), serveReadCommand(), statusCommand(), replayCommand(), setupCommand(), loadtestCommand()]) {
+  for (const command of [serveHttpCommand(), serveReadCommand(), serveGrpcCommand(), statusCommand(), replayCommand(), setupCommand(), loadtestCommand()]) {
     program.addCommand(command);
   }
   // Usage errors exit 2 (commander's own default is 1, which we keep for store and I/O errors).

@@ -1,4 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import type { EngineOptions } from '../core/counter-engine.js';
 import type { ReadPreferenceMode, W } from 'mongodb';
 import type { DaemonOptions } from '../http/daemon.js';
 import type { StoreOptions } from '../store/open-store.js';
@@ -123,9 +124,9 @@ export const thresholdOption = () =>
   option('--threshold <n>', 'deliveries above which a domain without bounces is a catch-all', 'SVC_THRESHOLD')
     .default(DEFAULTS.threshold)
     .argParser(integer(0));
-const hostOption = () =>
+export const hostOption = () =>
   option('--host <address>', 'address to listen on (0.0.0.0 for every interface)', 'SVC_HOST').default(DEFAULTS.host);
-const portOption = (port: number) =>
+export const portOption = (port: number) =>
   option('--port <n>', 'port to listen on (0 picks a free one)', 'SVC_PORT').default(port).argParser(integer(0));
 const workersOption = () =>
   option('--workers <n>', 'worker processes sharing the port (node:cluster)', 'SVC_WORKERS')
@@ -139,12 +140,12 @@ const keepAliveTimeoutOption = () =>
   option('--keep-alive-timeout <duration>', 'close an idle keep-alive connection after this time', 'SVC_KEEP_ALIVE_TIMEOUT')
     .default(DEFAULTS.keepAliveTimeoutMs, '5s')
     .argParser(duration);
-const shutdownTimeoutOption = () =>
+export const shutdownTimeoutOption = () =>
   option('--shutdown-timeout <duration>', 'on SIGTERM, wait at most this long for requests in flight', 'SVC_SHUTDOWN_TIMEOUT')
     .default(DEFAULTS.shutdownTimeoutMs, '30s')
     .argParser(duration);
 export const jsonOption = () => new Option('--json', 'print one JSON object per line');
-const logLevelOption = () =>
+export const logLevelOption = () =>
   option('--log-level <level>', 'least severe log line printed (the "listening" line always is)', 'SVC_LOG_LEVEL')
     .choices(LOG_LEVELS)
     .default('info');
@@ -191,4 +192,49 @@ function loggableSettings(options: Record<string, unknown>): Record<string, unkn
     return typeof value === 'string' ? value.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@') : value;
   };
   return Object.fromEntries(Object.entries(options).map(([name, value]) => [name, masked(name, value)]));
+}
+
+/** How the counter engine batches and commits: serve-http and serve-grpc take the same options. */
+export function addEngineOptions(command: Command): Command {
+  return command
+    .addOption(option('--max-batch <n>', 'distinct domains per committed batch', 'SVC_MAX_BATCH').default(DEFAULTS.maxBatch).argParser(integer(1)))
+    .addOption(
+      option('--flush-ms <duration>', 'wait this long before committing the first events of an idle batch', 'SVC_FLUSH_MS')
+        .default(DEFAULTS.flushMs)
+        .argParser(duration),
+    )
+    .addOption(
+      option('--commit-interval <duration>', 'under load, commit at most this often, so that batches grow larger', 'SVC_COMMIT_INTERVAL')
+        .default(DEFAULTS.commitIntervalMs)
+        .argParser(duration),
+    )
+    .addOption(option('--max-in-flight <n>', 'batches being committed at the same time', 'SVC_MAX_IN_FLIGHT').default(DEFAULTS.maxInFlight).argParser(integer(1)))
+    .addOption(
+      option('--max-pending <n>', 'events waiting for a commit before new ones are refused (503, RESOURCE_EXHAUSTED)', 'SVC_MAX_PENDING')
+        .default(DEFAULTS.maxPending)
+        .argParser(integer(1)),
+    );
+}
+
+export function engineOptionsFrom(options: Record<string, unknown>): EngineOptions {
+  return {
+    maxBatch: options.maxBatch as number,
+    flushMs: options.flushMs as number,
+    commitIntervalMs: options.commitInterval as number,
+    maxPending: options.maxPending as number,
+    maxInFlight: options.maxInFlight as number,
+  };
+}
+
+/** The embedded store's journal, for the daemons that write: serve-http and serve-grpc. */
+export function addJournalOptions(command: Command): Command {
+  return command.addOption(journalMaxOption()).addOption(applyIntervalOption()).addOption(journalLeaseOption()).addOption(maxReadLagOption());
+}
+
+/** Everything a daemon that writes events takes: the store, the engine, the journal, the threshold. */
+export function addWriterOptions(command: Command): Command {
+  addStoreOptions(command, { writes: true });
+  addEngineOptions(command);
+  addJournalOptions(command);
+  return command.addOption(thresholdOption());
 }

@@ -34,8 +34,8 @@ export interface IngestAppOptions extends StoreOptions, EngineOptions, TokenOpti
   threshold: number;
 }
 
-/** serve-http: ingestion plus the read routes, so one process serves the whole API. */
-export async function createIngestApp(options: IngestAppOptions): Promise<App> {
+/** What every ingesting daemon runs on: the store opened for writing, the engine, a reader, metrics. */
+export async function openIngestion(options: StoreOptions & EngineOptions & { threshold: number }) {
   const { createMetrics, engineGauges, ingestMetrics, journalMetrics } = await loadMetrics();
   const metrics = createMetrics();
   const opened = await openStore({ ...options, use: 'ingest', journalObserver: journalMetrics(metrics.registry) });
@@ -43,7 +43,12 @@ export async function createIngestApp(options: IngestAppOptions): Promise<App> {
   const ingest = ingestMetrics(metrics.registry);
   const engine = new CounterEngine(store, options, ingest);
   engineGauges(metrics.registry, () => engine.stats);
-  const reader = new DomainReader(store, options.threshold);
+  return { metrics, store, ingest, engine, reader: new DomainReader(store, options.threshold) };
+}
+
+/** serve-http: ingestion plus the read routes, so one process serves the whole API. */
+export async function createIngestApp(options: IngestAppOptions): Promise<App> {
+  const { metrics, store, ingest, engine, reader } = await openIngestion(options);
   return {
     listener: createRouter(
       [

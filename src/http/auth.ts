@@ -8,15 +8,22 @@ import type { Handler, Route } from './router.js';
  * first, so the comparison takes the same time whatever the client sent, its length included.
  */
 export function bearerCheck(token: string): (req: IncomingMessage) => void {
-  const expected = digest(token);
+  const matches = bearerMatcher(token);
   return (req) => {
     const header = req.headers.authorization;
-    const presented = header === undefined ? '' : bearerToken(header);
-    // A missing header is hashed and compared like a wrong one: no shortcut to time.
-    const valid = timingSafeEqual(digest(presented), expected) && presented !== '';
-    if (!valid) {
+    if (!matches(header)) {
       throw new HttpError(401, header === undefined ? 'a bearer token is required' : 'invalid bearer token', { 'www-authenticate': 'Bearer' });
     }
+  };
+}
+
+/** Whether an `Authorization` value (HTTP header, gRPC metadata) carries `token` as a Bearer credential. */
+export function bearerMatcher(token: string): (authorization: string | undefined) => boolean {
+  const expected = digest(token);
+  return (authorization) => {
+    const presented = authorization === undefined ? '' : bearerToken(authorization);
+    // A missing credential is hashed and compared like a wrong one: no shortcut to time.
+    return timingSafeEqual(digest(presented), expected) && presented !== '';
   };
 }
 

@@ -58,7 +58,7 @@ export interface Daemon {
  * starts it in a process group of its own, for `killGroup`.
  */
 export function startDaemon(
-  command: 'serve-http' | 'serve-read',
+  command: 'serve-http' | 'serve-read' | 'serve-grpc',
   args: string[] = [],
   env: NodeJS.ProcessEnv = {},
   { group = false } = {},

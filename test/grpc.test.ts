@@ -1,0 +1,246 @@
+import { createRequire } from 'node:module';
+import { join } from 'node:path';
+import * as grpc from '@grpc/grpc-js';
+import * as protoLoader from '@grpc/proto-loader';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { logLines, startDaemon, storedCounts, tempDir, type Daemon } from './helpers/svc.js';
+
+// The client is built from the proto file at test time, as any generated client would be: nothing
+// here knows the message layout but proto/svc/v1/ingest.proto.
+const PROTO = new URL('../proto/svc/v1/ingest.proto', import.meta.url).pathname;
+const definition = protoLoader.loadSync(PROTO, { keepCase: true, enums: String, longs: Number, defaults: true });
+const svc = (grpc.loadPackageDefinition(definition) as any).svc.v1;
+const require = createRequire(import.meta.url);
+
+interface Ack {
+  batch: number;
+  accepted: number;
+  rejected: number;
+  rejections: { index: number; reason: string }[];
+}
+type Event = { domain: string; type: string };
+const delivered = (domain: string): Event => ({ domain, type: 'EVENT_TYPE_DELIVERED' });
+const bounced = (domain: string): Event => ({ domain, type: 'EVENT_TYPE_BOUNCED' });
+
+function clients(target: string, token?: string) {
+  const credentials = grpc.credentials.createInsecure();
+  const ingest = new svc.Ingest(target, credentials);
+  const status = new svc.Status(target, credentials);
+  const metadata = new grpc.Metadata();
+  if (token) metadata.set('authorization', `Bearer ${token}`);
+  const unary = <T>(client: any, method: string, request: unknown) =>
+    new Promise<T>((resolve, reject) => client[method](request, metadata, (error: grpc.ServiceError | null, reply: T) => (error ? reject(error) : resolve(reply))));
+  return {
+    publishOne: (events: Event[]) => unary<Ack>(ingest, 'PublishOne', { events }),
+    get: (domain: string) => unary<{ domain: string; status: string; delivered: number; bounced: number }>(status, 'Get', { domain }),
+    /** Sends the batches on one Publish stream, then resolves with every ack, or rejects with the stream's status. */
+    publish: (batches: Event[][]) =>
+      new Promise<Ack[]>((resolve, reject) => {
+        const call = ingest.Publish(metadata);
+        const acks: Ack[] = [];
+        call.on('data', (ack: Ack) => acks.push(ack));
+        call.on('error', (error: grpc.ServiceError) => reject(Object.assign(error, { acks })));
+        call.on('end', () => resolve(acks));
+        for (const events of batches) call.write({ events });
+        call.end();
+      }),
+    close: () => {
+      ingest.close();
+      status.close();
+    },
+  };
+}
+
+describe('svc serve-grpc', () => {
+  const dir = tempDir();
+  let daemon: Daemon;
+  let client: ReturnType<typeof clients>;
+
+  beforeAll(async () => {
+    daemon = await startDaemon('serve-grpc', ['--store', dir.path, '--metrics-port', '0']);
+    client = clients(daemon.url);
+  });
+  afterAll(async () => {
+    client?.close();
+    expect(await daemon?.stop()).toBe(0);
+    dir.remove();
+  });
+
+  it('acks every batch of a stream once, in order, and counts exactly', async () => {
+    const batches = Array.from({ length: 200 }, (_, i) => [delivered(`s${i % 7}.example`), bounced(i % 50 === 0 ? `S${i % 7}.Example.` : `t${i % 3}.example`)]);
+    const acks = await client.publish(batches);
+    expect(acks.map((ack) => ack.batch)).toEqual(batches.map((_, i) => i + 1));
+    expect(acks.every((ack) => ack.accepted === 2 && ack.rejected === 0)).toBe(true);
+    const s3 = await client.get('S3.EXAMPLE');
+    // s3 gets a delivery from every i with i % 7 === 3 (29 of them) and the bounces of i = 150 (150 % 7 = 3).
+    expect(s3).toEqual({ domain: 's3.example', status: 'not catch-all', delivered: 29, bounced: 1 });
+    const counted = await client.get('t1.example');
+    expect(counted.bounced).toBe(batches.filter((_, i) => i % 50 !== 0 && i % 3 === 1).length);
+  });
+
+  it('rejects invalid events of a batch in its ack, and a batch with no valid event with INVALID_ARGUMENT', async () => {
+    const ack = await client.publishOne([delivered('ok.example'), delivered('bad..example'), { domain: 'x.example', type: 'EVENT_TYPE_UNSPECIFIED' }, bounced('ok.example')]);
+    expect(ack).toMatchObject({ batch: 1, accepted: 2, rejected: 2 });
+    expect(ack.rejections.map((r) => r.index)).toEqual([1, 2]);
+    expect(ack.rejections[0]!.reason).toContain('empty label');
+    expect(ack.rejections[1]!.reason).toContain('unknown event type');
+    expect(await client.get('ok.example')).toMatchObject({ delivered: 1, bounced: 1 });
+
+    await expect(client.publishOne([delivered('-bad.example')])).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    await expect(client.publishOne([])).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: 'the batch holds no events' });
+    await expect(client.get('not a domain')).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+    // On a stream, the batch with no valid event ends it after the acks of the batches before.
+    const stream = client.publish([[delivered('before.example')], [delivered('..')], [delivered('after.example')]]);
+    const error = await stream.then(() => undefined, (e) => e);
+    expect(error).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, acks: [expect.objectContaining({ batch: 1, accepted: 1 })] });
+  });
+
+  it('answers a malformed message with an error status and keeps serving', async () => {
+    const raw = new grpc.Client(daemon.url, grpc.credentials.createInsecure());
+    // Field 1 (events), length-delimited, claiming 127 bytes that never come.
+    const garbage = Buffer.from([0x0a, 0x7f, 0x01, 0x02]);
+    const error = await new Promise<grpc.ServiceError>((resolve) =>
+      raw.makeUnaryRequest('/svc.v1.Ingest/PublishOne', (b: Buffer) => b, (b: Buffer) => b, garbage, (e) => resolve(e!)),
+    );
+    raw.close();
+    expect([grpc.status.INTERNAL, grpc.status.INVALID_ARGUMENT]).toContain(error.code);
+    expect(await client.publishOne([delivered('after-garbage.example')])).toMatchObject({ accepted: 1 });
+  });
+
+  it('answers the standard health service and server reflection', async () => {
+    const health = protoLoader.loadSync(require.resolve('grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String });
+    const Health = (grpc.loadPackageDefinition(health) as any).grpc.health.v1.Health;
+    const checker = new Health(daemon.url, grpc.credentials.createInsecure());
+    const check = (service: string) =>
+      new Promise((resolve, reject) => checker.Check({ service }, (error: Error | null, reply: unknown) => (error ? reject(error) : resolve(reply))));
+    expect(await check('')).toEqual({ status: 'SERVING' });
+    expect(await check('svc.v1.Ingest')).toEqual({ status: 'SERVING' });
+    checker.close();
+
+    const reflection = protoLoader.loadSync(require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto'), { keepCase: true });
+    const Reflection = (grpc.loadPackageDefinition(reflection) as any).grpc.reflection.v1alpha.ServerReflection;
+    const reflector = new Reflection(daemon.url, grpc.credentials.createInsecure());
+    const services = await new Promise<string[]>((resolve, reject) => {
+      const call = reflector.ServerReflectionInfo();
+      call.on('data', (reply: any) => {
+        resolve(reply.list_services_response.service.map((s: { name: string }) => s.name));
+        call.end();
+      });
+      call.on('error', reject);
+      call.write({ list_services: '' });
+    });
+    reflector.close();
+    expect(services).toEqual(expect.arrayContaining(['svc.v1.Ingest', 'svc.v1.Status', 'grpc.health.v1.Health']));
+  });
+
+  it('serves /metrics on --metrics-port with the same metric names as serve-http', async () => {
+    const url = logLines(daemon).find((line) => line.msg === 'listening')!.metrics as string;
+    const text = await (await fetch(url)).text();
+    expect(text).toMatch(/^svc_events_accepted_total\{type="delivered"\} [1-9]/m);
+    expect(text).toMatch(/^svc_events_rejected_total\{reason="invalid_domain"\} [1-9]/m);
+    expect(text).toContain('svc_journal_read_lag_seconds');
+  });
+});
+
+describe('svc serve-grpc with tokens, limits and signals', () => {
+  const dir = tempDir();
+  afterAll(() => dir.remove());
+
+  it('refuses calls without the token with UNAUTHENTICATED, and takes them with it', async () => {
+    const daemon = await startDaemon('serve-grpc', ['--store', join(dir.path, 'auth')], { SVC_INGEST_TOKEN: 'in-7d1', SVC_READ_TOKEN: 'rd-2c9' });
+    const anonymous = clients(daemon.url);
+    const wrong = clients(daemon.url, 'rd-2c9');
+    const ingest = clients(daemon.url, 'in-7d1');
+    const reader = clients(daemon.url, 'rd-2c9');
+    try {
+      await expect(anonymous.publishOne([delivered('a.example')])).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      await expect(wrong.publish([[delivered('a.example')]])).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      await expect(ingest.get('a.example')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
+      expect(await ingest.publishOne([delivered('a.example')])).toMatchObject({ accepted: 1 });
+      expect(await reader.get('a.example')).toMatchObject({ delivered: 1 });
+    } finally {
+      for (const c of [anonymous, wrong, ingest, reader]) c.close();
+      expect(await daemon.stop()).toBe(0);
+    }
+    expect(daemon.output()).not.toMatch(/in-7d1|rd-2c9/);
+  });
+
+  it('answers RESOURCE_EXHAUSTED past --max-pending and for a message over --max-message-bytes', async () => {
+    const daemon = await startDaemon('serve-grpc', ['--store', join(dir.path, 'limits'), '--max-pending', '2', '--flush-ms', '1s', '--max-message-bytes', '2000']);
+    const client = clients(daemon.url);
+    try {
+      const first = client.publishOne([delivered('p1.example'), delivered('p2.example')]);
+      await new Promise((resolve) => setTimeout(resolve, 200));
+      await expect(client.publishOne([delivered('p3.example')])).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+      expect(await first).toMatchObject({ accepted: 2 });
+      const giant = Array.from({ length: 100 }, (_, i) => delivered(`giant${i}.example`));
+      await expect(client.publishOne(giant)).rejects.toMatchObject({ code: grpc.status.RESOURCE_EXHAUSTED });
+    } finally {
+      client.close();
+      expect(await daemon.stop()).toBe(0);
+    }
+    const counts = await storedCounts(join(dir.path, 'limits'), ['p1.example', 'p3.example', 'giant0.example']);
+    expect(Object.fromEntries(counts)).toEqual({
+      'p1.example': { delivered: 1, bounced: 0 },
+      'p3.example': { delivered: 0, bounced: 0 },
+      'giant0.example': { delivered: 0, bounced: 0 },
+    });
+  });
+
+  it('loses nothing acknowledged when killed with SIGKILL in the middle of a stream', async () => {
+    const store = join(dir.path, 'killed');
+    const daemon = await startDaemon('serve-grpc', ['--store', store]);
+    const ingest = new svc.Ingest(daemon.url, grpc.credentials.createInsecure());
+    const sent = new Map<string, number>();
+    const acked = new Map<string, number>();
+    const batches = Array.from({ length: 3000 }, (_, i) => [delivered(`k${i % 40}.example`), delivered(`k${(i * 7) % 40}.example`)]);
+    try {
+      const call = ingest.Publish(new grpc.Metadata());
+      const done = new Promise((resolve) => call.on('error', resolve).on('end', resolve));
+      call.on('data', (ack: Ack) => {
+        for (const event of batches[ack.batch - 1]!) acked.set(event.domain, (acked.get(event.domain) ?? 0) + 1);
+        if (ack.batch === 500) void daemon.stop('SIGKILL');
+      });
+      for (const events of batches) {
+        for (const event of events) sent.set(event.domain, (sent.get(event.domain) ?? 0) + 1);
+        call.write({ events });
+      }
+      call.end();
+      await done;
+    } finally {
+      ingest.close();
+      await daemon.stop('SIGKILL');
+    }
+    expect(acked.size).toBeGreaterThan(0);
+    const counted = await storedCounts(store, [...sent.keys()]);
+    for (const [domain, total] of sent) {
+      const { delivered: n } = counted.get(domain)!;
+      expect(n, domain).toBeGreaterThanOrEqual(acked.get(domain) ?? 0);
+      expect(n, domain).toBeLessThanOrEqual(total);
+    }
+  });
+
+  it('on SIGTERM acks the batches in flight, ends open streams with UNAVAILABLE, commits and exits 0', async () => {
+    const store = join(dir.path, 'drain');
+    const daemon = await startDaemon('serve-grpc', ['--store', store, '--flush-ms', '1s']);
+    const client = clients(daemon.url);
+    try {
+      const metadata = new grpc.Metadata();
+      const call = new svc.Ingest(daemon.url, grpc.credentials.createInsecure()).Publish(metadata);
+      const acks: Ack[] = [];
+      call.on('data', (ack: Ack) => acks.push(ack));
+      const ended = new Promise<grpc.ServiceError>((resolve) => call.on('error', resolve));
+      call.write({ events: [bounced('drain.example')] });
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      const stopped = daemon.stop('SIGTERM');
+      const status = await ended;
+      expect(status).toMatchObject({ code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
+      expect(acks).toEqual([expect.objectContaining({ batch: 1, accepted: 1 })]);
+      expect(await stopped).toBe(0);
+    } finally {
+      client.close();
+      await daemon.stop('SIGKILL');
+    }
+    expect((await storedCounts(store, ['drain.example'])).get('drain.example')).toEqual({ delivered: 0, bounced: 1 });
+  });
+});
