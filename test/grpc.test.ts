@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { logLines, startDaemon, storedCounts, tempDir, type Daemon } from './helpers/svc.js';
+import { logLines, runSvc, startDaemon, storedCounts, tempDir, type Daemon } from './helpers/svc.js';
 
 // The client is built from the proto file at test time, as any generated client would be: nothing
 // here knows the message layout but proto/svc/v1/ingest.proto.
@@ -133,6 +133,19 @@ describe('svc serve-grpc', () => {
     expect(services).toEqual(expect.arrayContaining(['svc.v1.Ingest', 'svc.v1.Status', 'grpc.health.v1.Health']));
   });
 
+  it('answers svc status --grpc like svc status --url', async () => {
+    await client.publishOne([bounced('cli.example'), delivered('cli.example')]);
+    const result = await runSvc(['status', '--grpc', daemon.url, 'CLI.example', 'never.example', '--json']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout.trim().split('\n').map((line) => JSON.parse(line))).toEqual([
+      { domain: 'cli.example', status: 'not catch-all', delivered: 1, bounced: 1 },
+      { domain: 'never.example', status: 'unknown', delivered: 0, bounced: 0 },
+    ]);
+    const unreachable = await runSvc(['status', '--grpc', '127.0.0.1:9', 'a.example']);
+    expect(unreachable.code).toBe(1);
+    expect(unreachable.stderr).toContain('UNAVAILABLE');
+  });
+
   it('serves /metrics on --metrics-port with the same metric names as serve-http', async () => {
     const url = logLines(daemon).find((line) => line.msg === 'listening')!.metrics as string;
     const text = await (await fetch(url)).text();
@@ -158,6 +171,11 @@ describe('svc serve-grpc with tokens, limits and signals', () => {
       await expect(ingest.get('a.example')).rejects.toMatchObject({ code: grpc.status.UNAUTHENTICATED });
       expect(await ingest.publishOne([delivered('a.example')])).toMatchObject({ accepted: 1 });
       expect(await reader.get('a.example')).toMatchObject({ delivered: 1 });
+      const refused = await runSvc(['status', '--grpc', daemon.url, 'a.example']);
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('UNAUTHENTICATED');
+      const status = await runSvc(['status', '--grpc', daemon.url, 'a.example', '--json'], { env: { SVC_READ_TOKEN: 'rd-2c9' } });
+      expect(JSON.parse(status.stdout)).toMatchObject({ domain: 'a.example', delivered: 1 });
     } finally {
       for (const c of [anonymous, wrong, ingest, reader]) c.close();
       expect(await daemon.stop()).toBe(0);

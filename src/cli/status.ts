@@ -13,7 +13,8 @@ export function statusCommand(): Command {
     .argument('<domain...>', 'domain names (any case, internationalised names allowed)');
   return addStoreOptions(command, { reads: true })
     .addOption(option('--url <url>', 'ask a running serve-http or serve-read instead of reading the store', 'SVC_URL'))
-    .addOption(readTokenOption('with --url: send Authorization: Bearer <token>'))
+    .addOption(option('--grpc <host:port>', 'ask a running serve-grpc (Status/Get) instead of reading the store', 'SVC_GRPC'))
+    .addOption(readTokenOption('with --url or --grpc: send Authorization: Bearer <token>'))
     .addOption(thresholdOption())
     .addOption(jsonOption())
     .addHelpText('after', '\nExit codes: 0 all answered, 1 store or network error, 2 an invalid domain (the valid ones are still printed).')
@@ -30,7 +31,11 @@ export function statusCommand(): Command {
         }
       }
       const unique = [...new Set(domains)];
-      const reports = options.url ? await fetchRemote(options.url, unique, options.readToken) : await readStore(unique, options);
+      const reports = options.grpc
+        ? await fetchGrpc(options.grpc, unique, options.readToken)
+        : options.url
+          ? await fetchRemote(options.url, unique, options.readToken)
+          : await readStore(unique, options);
       process.stdout.write(options.json ? reports.map((r) => JSON.stringify(r) + '\n').join('') : formatTable(reports));
       if (invalid) process.exitCode = ExitCode.Usage;
     });
@@ -40,6 +45,12 @@ async function fetchRemote(url: string, domains: string[], token: string | undef
   // undici is loaded only for --url.
   const { fetchReports } = await import('../client/remote-reader.js');
   return fetchReports(url, domains, token);
+}
+
+async function fetchGrpc(target: string, domains: string[], token: string | undefined): Promise<DomainReport[]> {
+  // gRPC is loaded only for --grpc.
+  const { fetchReportsGrpc } = await import('../client/grpc-reader.js');
+  return fetchReportsGrpc(target, domains, token);
 }
 
 async function readStore(domains: string[], options: Record<string, unknown>): Promise<DomainReport[]> {
