@@ -95,6 +95,24 @@ describe('svc serve-grpc', () => {
     expect(error).toMatchObject({ code: grpc.status.INVALID_ARGUMENT, acks: [expect.objectContaining({ batch: 1, accepted: 1 })] });
   });
 
+  it('holds back a stream whose client does not read its acks, then acks every batch once it reads', async () => {
+    const ingest = new svc.Ingest(daemon.url, grpc.credentials.createInsecure());
+    const call = ingest.Publish(new grpc.Metadata());
+    const acks: Ack[] = [];
+    call.on('data', (ack: Ack) => acks.push(ack));
+    call.pause();
+    for (let i = 0; i < 5000; i++) call.write({ events: [delivered(`slow${i % 10}.example`)] });
+    call.end();
+    // Unread acks fill the transport's windows; the server then stops reading the stream.
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    const ended = new Promise((resolve, reject) => call.on('end', resolve).on('error', reject));
+    call.resume();
+    await ended;
+    ingest.close();
+    expect(acks.map((ack) => ack.batch)).toEqual(Array.from({ length: 5000 }, (_, i) => i + 1));
+    expect(await client.get('slow3.example')).toMatchObject({ delivered: 500 });
+  });
+
   it('answers a malformed message with an error status and keeps serving', async () => {
     const raw = new grpc.Client(daemon.url, grpc.credentials.createInsecure());
     // Field 1 (events), length-delimited, claiming 127 bytes that never come.

@@ -1,4 +1,3 @@
-import { once } from 'node:events';
 import { fileURLToPath } from 'node:url';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -110,6 +109,8 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
       // Acks go out in batch order: each waits for the one before it.
       let previous: Promise<void> = Promise.resolve();
       call.on('data', (batch: BatchMessage) => {
+        // After an error status nothing more of this stream is taken in.
+        if (failed) return;
         const result = ingest(batch, ++sequence);
         result.catch(() => {});
         if (++inFlight >= options.maxStreamBatches) call.pause();
@@ -118,7 +119,7 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
             if (failed) return;
             const ack = await result;
             // A client that does not read its acks stops this stream from being read: memory stays bounded.
-            if (!call.write(ack)) await once(call, 'drain');
+            if (!call.write(ack)) await writable(call);
           } catch (error) {
             failed = true;
             call.emit('error', toStatus(error));
@@ -181,6 +182,17 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
       await store.close();
     },
   };
+}
+
+/** Resolves once the call can take more writes, or will never need to (cancelled, closed). */
+function writable(call: grpc.ServerDuplexStream<BatchMessage, Ack>): Promise<void> {
+  return new Promise((resolve) => {
+    const done = () => {
+      call.off('drain', done).off('cancelled', done).off('close', done);
+      resolve();
+    };
+    call.once('drain', done).once('cancelled', done).once('close', done);
+  });
 }
 
 function eventType(type: string | number | undefined): EventType {
