@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
@@ -163,6 +164,32 @@ describe('svc serve-grpc', () => {
     const unreachable = await runSvc(['status', '--grpc', '127.0.0.1:9', 'a.example']);
     expect(unreachable.code).toBe(1);
     expect(unreachable.stderr).toContain('UNAVAILABLE');
+  });
+
+  it('is driven by svc loadtest --protocol grpc, unary and streamed, with --verify', async () => {
+    const report = join(dir.path, 'grpc-loadtest.json');
+    const unary = await runSvc([
+      ...['loadtest', '--protocol', 'grpc', '--target', daemon.url, '--rps', '300', '--duration', '1s'],
+      ...['--domains', '300', '--seed', '41', '--verify', '--json', report],
+    ]);
+    expect(unary.code, unary.stdout + unary.stderr).toBe(0);
+    const first = JSON.parse(readFileSync(report, 'utf8'));
+    expect(first.statusCodes).toEqual({ '200': 300 });
+    expect(first.verify).toMatchObject({ acknowledged: 300, lost: 0, extra: 0, unreadable: 0 });
+
+    const streamed = await runSvc([
+      ...['loadtest', '--protocol', 'grpc', '--target', `grpc://${daemon.url}`, '--mode', 'stream', '--batch-size', '50'],
+      ...['--connections', '3', '--rps', '100', '--duration', '1s', '--domains', '3000', '--seed', '42', '--read-ratio', '0.2', '--verify', '--json', report],
+    ]);
+    expect(streamed.code, streamed.stdout + streamed.stderr).toBe(0);
+    const second = JSON.parse(readFileSync(report, 'utf8'));
+    expect(second.reads).toBeGreaterThan(0);
+    expect(second.verify).toMatchObject({ acknowledged: second.events.acknowledged, lost: 0, extra: 0, unreadable: 0 });
+    expect(second.events.acknowledged).toBe((100 - second.reads) * 50);
+
+    for (const args of [['--mode', 'stream', '--target', 'http://127.0.0.1:1'], ['--protocol', 'grpc', '--target', 'http://127.0.0.1:8082'], ['--protocol', 'smoke']]) {
+      expect((await runSvc(['loadtest', ...args])).code, args.join(' ')).toBe(2);
+    }
   });
 
   it('serves /metrics on --metrics-port with the same metric names as serve-http', async () => {

@@ -1,6 +1,6 @@
 import { writeFile } from 'node:fs/promises';
 import { Command, InvalidArgumentError } from 'commander';
-import { DEFAULT_LOADTEST_OPTIONS as D, MODES, type LoadtestOptions } from '../loadtest/options.js';
+import { DEFAULT_LOADTEST_OPTIONS as D, MODES, PROTOCOLS, type LoadtestOptions } from '../loadtest/options.js';
 import { DISTRIBUTIONS } from '../workload/workload.js';
 import { ValidationError } from '../core/errors.js';
 import { ExitCode } from './exit.js';
@@ -22,7 +22,8 @@ export function loadtestCommand(): Command {
   return new Command('loadtest')
     .alias('load-test')
     .description('send events at a constant rate, measure latency without coordinated omission, optionally verify every count')
-    .addOption(option('--target <url>', 'origin of the service under test', 'SVC_TARGET').default(D.target))
+    .addOption(option('--target <url>', 'origin of the service under test (gRPC: host:port)', 'SVC_TARGET').default(D.target))
+    .addOption(option('--protocol <protocol>', 'http (serve-http) or grpc (serve-grpc)', 'SVC_PROTOCOL').choices(PROTOCOLS).default(D.protocol))
     .addOption(option('--rps <n>', 'requests per second, whatever the target does (a batch is one request)', 'SVC_RPS').default(D.rps).argParser(positiveNumber))
     .addOption(option('--duration <duration>', 'measured time, e.g. 30s, 2m', 'SVC_DURATION').default(D.durationMs, '30s').argParser(parseDuration))
     .addOption(option('--warmup <duration>', 'run this long first and leave it out of the results', 'SVC_WARMUP').default(D.warmupMs, '0s').argParser(parseDuration))
@@ -30,7 +31,11 @@ export function loadtestCommand(): Command {
     .addOption(option('--pipelining <n>', 'requests in flight per connection', 'SVC_PIPELINING').default(D.pipelining).argParser(parseInteger(1)))
     .addOption(option('--timeout <duration>', 'fail a request that gets no answer within this time', 'SVC_TIMEOUT').default(D.timeoutMs, '10s').argParser(parseDuration))
     .addOption(
-      option('--mode <mode>', 'event: PUT /events/:domain/:type per event; batch: POST /events with --batch-size NDJSON lines', 'SVC_MODE')
+      option(
+        '--mode <mode>',
+        'event: one event per request (PUT, gRPC PublishOne); batch: --batch-size events per request (POST /events NDJSON, PublishOne); stream: batches on --connections Publish streams (gRPC)',
+        'SVC_MODE',
+      )
         .choices(MODES)
         .default(D.mode),
     )
@@ -137,6 +142,7 @@ function gatesOf(options: Record<string, unknown>) {
 function engineOptions(o: Record<string, unknown>): Partial<LoadtestOptions> {
   return {
     target: o.target as string,
+    protocol: o.protocol as LoadtestOptions['protocol'],
     rps: o.rps as number,
     durationMs: o.duration as number,
     warmupMs: o.warmup as number,

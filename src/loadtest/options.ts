@@ -3,13 +3,20 @@ import { DEFAULTS } from '../defaults.js';
 import { MAX_DOMAINS } from '../workload/domain-names.js';
 import { DEFAULT_WORKLOAD_OPTIONS, DISTRIBUTIONS, type Distribution } from '../workload/workload.js';
 
-export const MODES = ['event', 'batch'] as const;
-/** event: one `PUT /events/:domain/:type` per event; batch: `POST /events` with batchSize NDJSON lines. */
+export const MODES = ['event', 'batch', 'stream'] as const;
+/**
+ * event: one `PUT /events/:domain/:type` (gRPC: PublishOne) per event; batch: `POST /events` with
+ * batchSize NDJSON lines (gRPC: PublishOne with batchSize events); stream (gRPC only): batches of
+ * batchSize events on `connections` Publish streams.
+ */
 export type Mode = (typeof MODES)[number];
+export const PROTOCOLS = ['http', 'grpc'] as const;
+export type Protocol = (typeof PROTOCOLS)[number];
 
 export interface LoadtestOptions {
-  /** Origin of the service under test, e.g. http://127.0.0.1:8080. */
+  /** Origin of the service under test, e.g. http://127.0.0.1:8080; with gRPC, host:port. */
   target: string;
+  protocol: Protocol;
   /** Requests per second (a batch is one request). */
   rps: number;
   durationMs: number;
@@ -42,6 +49,7 @@ export interface LoadtestOptions {
 /** Every default of the load test, shown by the CLI's --help and used by the library. */
 export const DEFAULT_LOADTEST_OPTIONS = {
   target: `http://${DEFAULTS.host}:${DEFAULTS.ingestPort}`,
+  protocol: 'http',
   rps: 1000,
   durationMs: 30_000,
   warmupMs: 0,
@@ -65,8 +73,11 @@ export const DEFAULT_LOADTEST_OPTIONS = {
 /** Fills in the defaults and checks every option once, before anything is sent. */
 export function resolveLoadtestOptions(input: Partial<LoadtestOptions>): Readonly<LoadtestOptions> {
   const options: LoadtestOptions = { ...DEFAULT_LOADTEST_OPTIONS, ...input };
-  options.target = origin('target', options.target);
-  options.verifyUrl = options.verifyUrl ? origin('verifyUrl', options.verifyUrl) : options.target;
+  oneOf('protocol', options.protocol, PROTOCOLS);
+  const address = options.protocol === 'grpc' ? hostPort : origin;
+  options.target = address('target', options.target);
+  options.verifyUrl = options.verifyUrl ? address('verifyUrl', options.verifyUrl) : options.target;
+  if (options.mode === 'stream' && options.protocol !== 'grpc') throw new ValidationError('mode: stream needs --protocol grpc');
   positive('rps', options.rps);
   positive('durationMs', options.durationMs);
   atLeast('warmupMs', options.warmupMs, 0);
@@ -95,6 +106,15 @@ function origin(name: string, value: string): string {
     throw new ValidationError(`${name}: expected an http(s) origin such as http://127.0.0.1:8080, without a path`);
   }
   return url.origin;
+}
+
+/** A gRPC target: host:port (a grpc:// prefix is allowed and dropped). */
+function hostPort(name: string, value: string): string {
+  const target = value.replace(/^grpc:\/\//, '');
+  if (!/^[^\s/:]+:\d+$/.test(target) && !/^\[[0-9a-f:]+\]:\d+$/i.test(target)) {
+    throw new ValidationError(`${name}: expected host:port for gRPC, such as 127.0.0.1:8082`);
+  }
+  return target;
 }
 
 function positive(name: string, value: number): void {

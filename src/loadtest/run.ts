@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import { createWorkload, type Workload } from '../workload/workload.js';
 import { TargetUnreachableError } from './errors.js';
+import type { GrpcClients } from './grpc-generator.js';
 import { Generator } from './generator.js';
 import { Ledger } from './ledger.js';
 import { resolveLoadtestOptions, type LoadtestOptions } from './options.js';
@@ -43,7 +44,10 @@ const VERIFY_CONNECTIONS = { min: 8, max: 64 };
 
 interface Run {
   options: Readonly<LoadtestOptions>;
-  pool: Pool;
+  /** HTTP: the connections to the target. */
+  pool: Pool | undefined;
+  /** gRPC: the clients, and the module that drives them (loaded only for --protocol grpc). */
+  grpc: { clients: GrpcClients; module: typeof import('./grpc-generator.js') } | undefined;
   workload: Workload;
   stats: Stats;
   ledger: Ledger | undefined;
@@ -65,40 +69,63 @@ interface Window {
  */
 export async function runLoadtest(input: Partial<LoadtestOptions>, hooks: LoadtestHooks = {}): Promise<LoadtestReport> {
   const options = resolveLoadtestOptions(input);
-  const pool = new Pool(options.target, {
-    connections: options.connections,
-    pipelining: options.pipelining,
-    // The generator times requests out itself (see Deadlines); 0 turns undici's timers off.
-    headersTimeout: 0,
-    bodyTimeout: 0,
-    connectTimeout: options.timeoutMs,
-  });
   const run: Run = {
     options,
-    pool,
+    pool: undefined,
+    grpc: undefined,
     workload: createWorkload({ ...options, repeat: true }),
     stats: new Stats(options.lateToleranceMs),
     ledger: options.verify ? new Ledger() : undefined,
   };
   let window: Window;
   try {
-    await probe(pool, options);
+    if (options.protocol === 'grpc') {
+      const module = await import('./grpc-generator.js');
+      run.grpc = { clients: module.grpcClients(options.target), module };
+      await probeGrpc(run.grpc.clients, options);
+    } else {
+      run.pool = new Pool(options.target, {
+        connections: options.connections,
+        pipelining: options.pipelining,
+        // The generator times requests out itself (see Deadlines); 0 turns undici's timers off.
+        headersTimeout: 0,
+        bodyTimeout: 0,
+        connectTimeout: options.timeoutMs,
+      });
+      await probe(run.pool, options);
+    }
     window = await sendAll(run, hooks);
   } finally {
-    await pool.close();
+    await run.pool?.close();
+    run.grpc?.clients.close();
   }
   const report = summarize(run, window);
   if (run.ledger) {
     hooks.onProgress?.({ ...progressOf(run, 0), phase: 'verify', elapsedSeconds: (performance.now() - window.start) / 1000 });
-    report.verify = await verifyCounts(run.ledger, {
-      url: options.verifyUrl,
-      connections: Math.min(VERIFY_CONNECTIONS.max, Math.max(VERIFY_CONNECTIONS.min, options.connections)),
-      timeoutMs: options.timeoutMs,
-      token: options.readToken,
-      name: (index) => run.workload.name(index),
-    });
+    const reader = run.grpc?.module.grpcClients(options.verifyUrl);
+    try {
+      report.verify = await verifyCounts(run.ledger, {
+        url: options.verifyUrl,
+        connections: Math.min(VERIFY_CONNECTIONS.max, Math.max(VERIFY_CONNECTIONS.min, options.connections)),
+        timeoutMs: options.timeoutMs,
+        token: options.readToken,
+        name: (index) => run.workload.name(index),
+        read: reader && run.grpc!.module.grpcReadCounts(reader, options.readToken, options.timeoutMs),
+      });
+    } finally {
+      reader?.close();
+    }
   }
   return report;
+}
+
+/** gRPC: the channel must connect before the clock starts. */
+async function probeGrpc(clients: GrpcClients, { target, timeoutMs }: Readonly<LoadtestOptions>): Promise<void> {
+  try {
+    await new Promise<void>((resolve, reject) => clients.ingest.waitForReady(Date.now() + timeoutMs, (error) => (error ? reject(error) : resolve())));
+  } catch (error) {
+    throw new TargetUnreachableError(target, error);
+  }
 }
 
 /** Any HTTP answer will do: it only proves that something listens before the clock starts. */
@@ -118,7 +145,10 @@ async function sendAll(run: Run, hooks: LoadtestHooks): Promise<Window> {
   const window: Window = { start, measureStart, measureEnd: measureStart + options.durationMs, abortedAt: undefined };
   run.stats.measureStart = measureStart;
   run.stats.timeline.start = start;
-  const generator = new Generator({ ...run, onFree: () => pacer.release() });
+  const onFree = () => pacer.release();
+  const generator = run.grpc
+    ? new run.grpc.module.GrpcGenerator({ ...run, clients: run.grpc.clients, onFree })
+    : new Generator({ ...run, pool: run.pool!, onFree });
   const pacer = new Pacer(generator, {
     startMs: start,
     intervalMs: 1000 / options.rps,
