@@ -107,6 +107,7 @@ try {
 
   if (!skip.has('replay')) result.replay = await subBench('bench-replay.mjs', ['--events', quick ? 1_000_000 : 10_000_000, '--rounds', 1, '--mongo-events', 0]);
   if (!skip.has('mongo')) result.mongo = await subBench('bench-mongo.mjs', ['--events', 10_000, '--domains', 1_000]);
+  if (!skip.has('grpc')) result.grpc = await subBench('bench-grpc.mjs', ['--seconds', quick ? 3 : 5]);
 
   result.table = printTable(result);
   if (argv.report) await writeReport(result, argv.report);
@@ -243,6 +244,14 @@ function printTable(result) {
     const r = result.replay;
     const over = r.log.domains === undefined ? '' : ` over ${n(r.log.domains)} domains`;
     others.push([`replay of ${n(r.log.events)} events${over}, vs the parse ceiling`, `${n(r.replayLmdb.eventsPerSecond)} events/s against ${n(r.ceiling.eventsPerSecond)}: ${ratio(r.replayLmdb.eventsPerSecond, r.ceiling.eventsPerSecond)}; ${r.countsMismatched} domains differ`]);
+  }
+  for (const g of result.grpc?.rows ?? []) {
+    const http = g.size === 1 ? 'PUT' : 'POST NDJSON';
+    others.push([`serve-grpc, batches of ${n(g.size)}, events/s: one Publish stream, 4 streams, vs ${http}`, `${n(g.grpcOneStream)}, ${n(g.grpcFourStreams)} against ${n(g.http)}: ${ratio(g.grpcOneStream, g.http)}`]);
+  }
+  if (result.grpc) {
+    const l = result.grpc.latency;
+    others.push([`serve-grpc send → ack at ${n(l.rate)} one-event batches/s on one stream`, `P50 ${ms(l.p50Ms, 2)}, P95 ${ms(l.p95Ms, 2)}, P99 ${ms(l.p99Ms, 2)}`]);
   }
   if (result.mongo) others.push(['MongoDB ingestion vs the driver\'s bulk upserts', `${n(result.mongo.serveHttp.eventsPerSecond)} events/s against ${n(result.mongo.ceiling.eventsPerSecond)}: ${ratio(result.mongo.serveHttp.eventsPerSecond, result.mongo.ceiling.eventsPerSecond)} (${result.mongo.server})`]);
 

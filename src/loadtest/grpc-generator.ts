@@ -175,6 +175,11 @@ export class GrpcGenerator implements PacedSender {
       if (first) this.#finish(first, error, undefined);
       for (const exchange of rest) this.#finish(exchange, Object.assign(new Error(error.message), { code: grpc.status.UNKNOWN, details: '', metadata: error.metadata }), undefined);
     });
+    // A stream the server ended without an error while batches were unacknowledged: those may or may not count.
+    stream.call.on('end', () => {
+      if (this.#streams[index] === stream) this.#streams[index] = undefined;
+      for (const exchange of stream.pending.splice(0)) this.#finish(exchange, Object.assign(new Error('stream ended'), { code: grpc.status.UNKNOWN, details: '', metadata: new grpc.Metadata() }), undefined);
+    });
     this.#streams[index] = stream;
     return stream;
   }
