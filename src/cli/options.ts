@@ -186,7 +186,7 @@ export function daemonOptionsFrom(name: string, options: Record<string, unknown>
  * Every option's effective value for the debug log: each token shown only as set or not, and the
  * password of a connection string (`mongodb://user:password@host`) masked.
  */
-function loggableSettings(options: Record<string, unknown>): Record<string, unknown> {
+export function loggableSettings(options: Record<string, unknown>): Record<string, unknown> {
   const masked = (name: string, value: unknown) => {
     if (/token/i.test(name)) return value ? 'set' : 'unset';
     return typeof value === 'string' ? value.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@') : value;

@@ -6,6 +6,7 @@ import {
   ingestTokenOption,
   hostOption,
   logLevelOption,
+  loggableSettings,
   option,
   parseInteger,
   portOption,
@@ -48,6 +49,7 @@ export function serveGrpcCommand(): Command {
           metricsPort: options.metricsPort,
           shutdownTimeoutMs: options.shutdownTimeout,
           logLevel: options.logLevel as LogLevel,
+          settings: loggableSettings(options),
         },
         {
           ...storeOptionsFrom(options),

@@ -1,6 +1,7 @@
 import { Pool } from 'undici';
 import { StoreUnavailableError } from '../core/errors.js';
 import { bearerHeaders } from './bearer.js';
+import { mapConcurrently } from './concurrency.js';
 import type { DomainReport } from '../core/status.js';
 
 const CONCURRENCY = 32;
@@ -10,16 +11,7 @@ export async function fetchReports(baseUrl: string, domains: readonly string[], 
   const pool = new Pool(baseUrl, { connections: Math.min(CONCURRENCY, domains.length || 1), headersTimeout: timeoutMs, bodyTimeout: timeoutMs });
   try {
     const headers = bearerHeaders(token);
-    const reports = new Array<DomainReport>(domains.length);
-    let next = 0;
-    const worker = async () => {
-      while (next < domains.length) {
-        const index = next++;
-        reports[index] = await fetchReport(pool, domains[index]!, headers);
-      }
-    };
-    await Promise.all(Array.from({ length: Math.min(CONCURRENCY, domains.length) }, worker));
-    return reports;
+    return await mapConcurrently(domains, CONCURRENCY, (domain) => fetchReport(pool, domain, headers));
   } finally {
     await pool.close();
   }

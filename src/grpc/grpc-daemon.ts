@@ -11,6 +11,8 @@ export interface GrpcDaemonOptions {
   metricsPort: number | undefined;
   shutdownTimeoutMs: number;
   logLevel: LogLevel;
+  /** Every option as given, secrets masked: logged at debug level when the daemon starts. */
+  settings: Record<string, unknown>;
 }
 
 /**
@@ -20,6 +22,7 @@ export interface GrpcDaemonOptions {
  */
 export async function runGrpcDaemon(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Promise<void> {
   setLogLevel(options.logLevel);
+  log('debug', 'settings', { daemon: 'serve-grpc', ...options.settings });
   const app = await createGrpcApp(appOptions);
   const port = await new Promise<number>((resolve, reject) =>
     app.server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),

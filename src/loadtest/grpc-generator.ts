@@ -1,6 +1,6 @@
 import * as grpc from '@grpc/grpc-js';
 import type { DomainCounts } from '../core/status.js';
-import { loadProto } from '../grpc/grpc-app.js';
+import type { GrpcClients } from '../client/grpc-clients.js';
 import { Random, mix32 } from '../workload/random.js';
 import type { Workload, WorkloadEvent } from '../workload/workload.js';
 import type { Ledger, Outcome } from './ledger.js';
@@ -32,7 +32,6 @@ interface Ack {
   accepted: number;
   rejections: { index: number }[];
 }
-type IngestClient = grpc.Client & Record<string, (...args: unknown[]) => grpc.ClientUnaryCall & grpc.ClientDuplexStream<unknown, Ack>>;
 
 interface Exchange {
   due: number;
@@ -44,32 +43,6 @@ interface Exchange {
 interface Stream {
   call: grpc.ClientDuplexStream<unknown, Ack>;
   pending: Exchange[];
-}
-
-export interface GrpcClients {
-  ingest: IngestClient;
-  status: IngestClient;
-  metadata(token: string): grpc.Metadata;
-  close(): void;
-}
-
-export function grpcClients(target: string): GrpcClients {
-  const proto = grpc.loadPackageDefinition(loadProto()) as unknown as { svc: { v1: Record<string, grpc.ServiceClientConstructor> } };
-  const ingest = new proto.svc.v1.Ingest!(target, grpc.credentials.createInsecure()) as unknown as IngestClient;
-  const status = new proto.svc.v1.Status!(target, grpc.credentials.createInsecure()) as unknown as IngestClient;
-  return {
-    ingest,
-    status,
-    metadata(token) {
-      const metadata = new grpc.Metadata();
-      if (token) metadata.set('authorization', `Bearer ${token}`);
-      return metadata;
-    },
-    close() {
-      ingest.close();
-      status.close();
-    },
-  };
 }
 
 /** Status/Get for one domain, for reads and for --verify. */
@@ -88,6 +61,8 @@ export function grpcReadCounts(clients: GrpcClients, token: string, timeoutMs: n
  * batches on `connections` Publish streams (mode stream), with at most connections × pipelining
  * in flight, and the same records as over HTTP.
  */
+export { grpcClients, type GrpcClients } from '../client/grpc-clients.js';
+
 export class GrpcGenerator implements PacedSender {
   readonly #clients: GrpcClients;
   readonly #workload: Workload;

@@ -82,7 +82,7 @@ export async function verifyCounts(ledger: Ledger, options: VerifyOptions): Prom
     bodyTimeout: options.timeoutMs,
     connectTimeout: options.timeoutMs,
   });
-  const headers = bearerHeaders(options.token);
+  const read = options.read ?? httpReadCounts(pool!, bearerHeaders(options.token));
   /** Domains read short of what was acknowledged: the reader may only be lagging. */
   let lagging: Reading[] = [];
   const readAll = async (readings: Iterator<Reading>, settle: boolean): Promise<void> => {
@@ -90,7 +90,7 @@ export async function verifyCounts(ledger: Ledger, options: VerifyOptions): Prom
       for (let next = readings.next(); !next.done; next = readings.next()) {
         const reading = next.value;
         try {
-          reading.counted = options.read ? await readWithRetries(options.read, reading.domain) : await readCounts(pool!, reading.domain, headers);
+          reading.counted = await readWithRetries(read, reading.domain);
         } catch (error) {
           report.unreadable++;
           report.unreadableReason ??= `${reading.domain}: ${(error as Error).message}`;
@@ -143,21 +143,18 @@ async function readWithRetries(read: (domain: string) => Promise<DomainCounts>, 
   }
 }
 
-async function readCounts(pool: Pool, domain: string, headers: Record<string, string>): Promise<DomainCounts> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      const response = await pool.request({ method: 'GET', path: `/domains/${domain}`, headers });
-      if (response.statusCode !== 200) {
-        await response.body.dump();
-        throw new Error(`answered ${response.statusCode}`);
-      }
-      const { delivered, bounced } = (await response.body.json()) as Partial<DomainCounts>;
-      if (typeof delivered !== 'number' || typeof bounced !== 'number') throw new Error('answer has no counts');
-      return { delivered, bounced };
-    } catch (error) {
-      if (attempt === ATTEMPTS) throw error;
+/** GET /domains/:domain on the pool. */
+function httpReadCounts(pool: Pool, headers: Record<string, string>): (domain: string) => Promise<DomainCounts> {
+  return async (domain) => {
+    const response = await pool.request({ method: 'GET', path: `/domains/${domain}`, headers });
+    if (response.statusCode !== 200) {
+      await response.body.dump();
+      throw new Error(`answered ${response.statusCode}`);
     }
-  }
+    const { delivered, bounced } = (await response.body.json()) as Partial<DomainCounts>;
+    if (typeof delivered !== 'number' || typeof bounced !== 'number') throw new Error('answer has no counts');
+    return { delivered, bounced };
+  };
 }
 
 function compare(report: VerifyReport, { domain, expected, counted }: Reading): void {
