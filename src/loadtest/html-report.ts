@@ -128,9 +128,13 @@ const CLIENT_SCRIPT = `
     return chart;
   }
   const seconds = data.timeline.map((s) => s.second);
+  // After the schedule's last second only answers arrive: no rate to draw, rather than a fall to 0.
+  let scheduled = data.timeline.length - 1;
+  while (scheduled > 0 && data.timeline[scheduled].offered === 0 && data.timeline[scheduled].sent === 0) scheduled--;
+  const whileScheduled = (value, i) => (i <= scheduled ? value : null);
   draw('rate', 'Requests per second', 'seconds', 'requests/s', seconds, [
-    { label: 'offered', values: data.timeline.map((s) => s.offered) },
-    { label: 'achieved', values: data.timeline.map((s) => s.sent) },
+    { label: 'offered', values: data.timeline.map((s, i) => whileScheduled(s.offered, i)) },
+    { label: 'achieved', values: data.timeline.map((s, i) => whileScheduled(s.sent, i)) },
   ]);
   const latency = (key, field) => data.timeline.map((s) => positive(s[key] && s[key][field]));
   draw('latency', 'Latency (ms)', 'seconds', 'ms', seconds, [
