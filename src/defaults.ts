@@ -25,6 +25,7 @@ export const DEFAULTS = {
   maxReadLagMs: DEFAULT_JOURNAL.pollMs,
   applyIntervalMs: DEFAULT_JOURNAL.applyAfterMs,
   journalLeaseMs: DEFAULT_JOURNAL.leaseMs,
+  idempotencyWindowMs: 24 * 3_600_000,
   collection: 'domains',
   writeConcern: 'majority',
   readPreference: 'primary',

@@ -9,6 +9,7 @@ import {
   daemonOptionsFrom,
   ingestTokenOption,
   option,
+  parseDuration,
   parseInteger,
   readTokenOption,
   storeOptionsFrom,
@@ -35,6 +36,11 @@ export function serveHttpCommand(): Command {
         .default(DEFAULTS.maxBodyMemory)
         .argParser(parseInteger(1)),
     )
+    .addOption(
+      option('--idempotency-window <duration>', 'how long an Idempotency-Key and its answer are kept: a repeat within it counts nothing', 'SVC_IDEMPOTENCY_WINDOW')
+        .default(DEFAULTS.idempotencyWindowMs, '24h')
+        .argParser(parseDuration),
+    )
     .addOption(ingestTokenOption())
     .addOption(readTokenOption())
     .action(async (options) => {
@@ -46,6 +52,7 @@ export function serveHttpCommand(): Command {
           maxBody: options.maxBody,
           maxBatchLines: options.maxBatchLines,
           maxBodyMemory: options.maxBodyMemory,
+          idempotencyWindowMs: options.idempotencyWindow,
           ingestToken: options.ingestToken,
           readToken: options.readToken,
         }),

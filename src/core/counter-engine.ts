@@ -1,6 +1,7 @@
 import type { CounterStore } from '../store/counter-store.js';
 import type { DomainCounts } from './status.js';
 import type { DomainEvent, EventType } from './event.js';
+import type { ClaimedKey } from './idempotency.js';
 import { OverloadedError, ShuttingDownError, StoreUnavailableError, SvcError } from './errors.js';
 import { NO_INGEST_OBSERVER, type IngestObserver } from './ingest-observer.js';
 
@@ -31,6 +32,8 @@ export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
 
 class Batch {
   readonly deltas = new Map<string, DomainCounts>();
+  /** The idempotency keys of the requests in the batch, stored with its counts. */
+  readonly keys: ClaimedKey[] = [];
   events = 0;
   /** Of `events`; the rest are deliveries. */
   bounced = 0;
@@ -97,21 +100,23 @@ export class CounterEngine {
     this.#observer = observer;
   }
 
-  /** Counts one event; resolves once it is committed. */
-  add(domain: string, type: EventType): Promise<void> {
+  /** Counts one event (and stores the key of its request with it); resolves once it is committed. */
+  add(domain: string, type: EventType, key?: ClaimedKey): Promise<void> {
     this.#admit(1, 1);
     const batch = this.#openBatch();
     batch.add(domain, type);
+    if (key) batch.keys.push(key);
     this.#afterAdd(batch);
     return batch.committed;
   }
 
   /** Counts several events in one batch, so that they are committed or failed together. */
-  addAll(events: readonly DomainEvent[]): Promise<void> {
+  addAll(events: readonly DomainEvent[], key?: ClaimedKey): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     this.#admit(events.length, events.length);
     const batch = this.#openBatch();
     for (const event of events) batch.add(event.domain, event.type);
+    if (key) batch.keys.push(key);
     this.#afterAdd(batch);
     return batch.committed;
   }
@@ -215,7 +220,7 @@ export class CounterEngine {
     this.#inFlight++;
     const started = performance.now();
     this.#lastCommitStart = started;
-    this.#store.applyBatch(batch.deltas).then(
+    this.#store.applyBatch(batch.deltas, batch.keys.length > 0 ? { keys: batch.keys } : undefined).then(
       () => {
         const seconds = (performance.now() - started) / 1000;
         this.#observer.committed(batch.deltas.size, batch.events - batch.bounced, batch.bounced, seconds);

@@ -71,6 +71,9 @@ export class StoreUnavailableError extends SvcError {
   }
 }
 
+/** A write that failed in a way that may have counted it all the same (it reached the store, then timed out). */
+export class InDoubtError extends StoreUnavailableError {}
+
 export class ShuttingDownError extends SvcError {
   constructor() {
     super('SVC_SHUTTING_DOWN', 'server is shutting down');

@@ -4,6 +4,7 @@ import { DomainReader } from '../core/domain-reader.js';
 import { openStore, type StoreOptions } from '../store/open-store.js';
 import { WatchedStore } from '../store/watched-store.js';
 import { requireToken } from './auth.js';
+import { IdempotentRequests } from './idempotency.js';
 import { metricsRoutes } from './metrics-route.js';
 import { createRouter } from './router.js';
 import { healthRoutes, ingestRoutes, statusRoutes, type BatchLimits } from './routes.js';
@@ -32,6 +33,8 @@ export interface TokenOptions {
 
 export interface IngestAppOptions extends StoreOptions, EngineOptions, TokenOptions, BatchLimits {
   threshold: number;
+  /** How long an Idempotency-Key is remembered. */
+  idempotencyWindowMs: number;
 }
 
 /** What every ingesting daemon runs on: the store opened for writing, the engine, a reader, metrics. */
@@ -54,7 +57,7 @@ export async function createIngestApp(options: IngestAppOptions): Promise<App> {
       [
         ...healthRoutes(store),
         ...metricsRoutes(metrics),
-        ...requireToken(ingestRoutes(engine, options, ingest), options.ingestToken),
+        ...requireToken(ingestRoutes(engine, options, new IdempotentRequests(store, options.idempotencyWindowMs), ingest), options.ingestToken),
         ...requireToken(statusRoutes(reader), options.readToken),
       ],
       metrics.requests,

@@ -8,6 +8,7 @@ import { parseNdjsonBatch } from '../core/ndjson.js';
 import type { CounterStore } from '../store/counter-store.js';
 import { BodyBudget, readBody } from './body.js';
 import { sendJson } from './http-error.js';
+import type { IdempotentRequests } from './idempotency.js';
 import { domainFromSegment } from './path.js';
 import type { Route } from './router.js';
 
@@ -58,16 +59,19 @@ interface BatchPolicy extends BatchLimits {
 }
 
 /** The ingestion routes of serve-http. */
-export function ingestRoutes(engine: CounterEngine, limits: BatchLimits, observer: IngestObserver = NO_INGEST_OBSERVER): Route[] {
+export function ingestRoutes(engine: CounterEngine, limits: BatchLimits, keys: IdempotentRequests, observer: IngestObserver = NO_INGEST_OBSERVER): Route[] {
   const policy: BatchPolicy = { ...limits, budget: new BodyBudget(Math.max(limits.maxBodyMemory, limits.maxBody)) };
   return [
-    { pattern: ['events', ':domain', ':type'], methods: { PUT: (req, res, params) => putEvent(engine, observer, req, res, params) } },
-    { pattern: ['events'], methods: { POST: (req, res) => postEvents(engine, observer, policy, req, res) } },
+    { pattern: ['events', ':domain', ':type'], methods: { PUT: (req, res, params) => putEvent(engine, keys, observer, req, res, params) } },
+    { pattern: ['events'], methods: { POST: (req, res) => postEvents(engine, keys, observer, policy, req, res) } },
   ];
 }
 
+const NO_CONTENT = { status: 204, body: '' };
+
 async function putEvent(
   engine: CounterEngine,
+  keys: IdempotentRequests,
   observer: IngestObserver,
   req: IncomingMessage,
   res: ServerResponse,
@@ -84,11 +88,17 @@ async function putEvent(
     observer.rejected(error instanceof ValidationError ? error.reason : 'invalid_input', 1);
     throw error;
   }
-  await engine.add(domain, type);
-  res.writeHead(204).end();
+  await keys.respond(req, res, NO_CONTENT, (key) => engine.add(domain, type, key));
 }
 
-async function postEvents(engine: CounterEngine, observer: IngestObserver, policy: BatchPolicy, req: IncomingMessage, res: ServerResponse) {
+async function postEvents(
+  engine: CounterEngine,
+  keys: IdempotentRequests,
+  observer: IngestObserver,
+  policy: BatchPolicy,
+  req: IncomingMessage,
+  res: ServerResponse,
+) {
   const body = await readBody(req, res, policy.maxBody, policy.budget);
   const onRejected = (reason: RejectReason) => observer.rejected(reason, 1);
   const { events, rejected, errors } = parseNdjsonBatch(body.toString('utf8'), 10, onRejected, policy.maxBatchLines);
@@ -97,6 +107,6 @@ async function postEvents(engine: CounterEngine, observer: IngestObserver, polic
     sendJson(res, 400, { error: 'no valid events', accepted: 0, rejected, errors });
     return;
   }
-  await engine.addAll(events);
-  sendJson(res, 200, { accepted: events.length, rejected, errors });
+  const answer = { status: 200, body: JSON.stringify({ accepted: events.length, rejected, errors }) };
+  await keys.respond(req, res, answer, (key) => engine.addAll(events, key), body);
 }

@@ -164,7 +164,7 @@ class FileReplay {
     } else if (!readToEnd) {
       this.#result.outcome = 'interrupted';
     } else if (this.#checkpoint) {
-      await this.#options.store.applyBatch(new Map(), this.#nextCheckpoint(true));
+      await this.#options.store.applyBatch(new Map(), { checkpoint: this.#nextCheckpoint(true) });
     }
   }
 
@@ -235,7 +235,7 @@ class FileReplay {
     this.#groupDomains = 0;
     this.#result.domainWrites += deltas.size;
     await this.#inFlight;
-    this.#inFlight = this.#options.store.applyBatch(deltas, checkpoint);
+    this.#inFlight = this.#options.store.applyBatch(deltas, { checkpoint });
   }
 
   #nextCheckpoint(done: boolean): ReplayCheckpoint {

@@ -1,3 +1,4 @@
+import type { ClaimedKey, KeyStore } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
 
 /** Per-domain increments of one batch, keyed by normalised domain. */
@@ -29,17 +30,26 @@ export interface ReplayCheckpoint {
   partial?: { chunk: number; cursor: string };
 }
 
+/** What a batch carries besides its deltas. */
+export interface BatchExtras {
+  /** Replay: where the batch ends in its file. */
+  checkpoint?: ReplayCheckpoint;
+  /** The idempotency keys of the batch's requests, claimed by them (see KeyStore), with their answers. */
+  keys?: readonly ClaimedKey[];
+}
+
 /**
  * What every store implements. The core never asks which store it has.
  * Stores throw StoreUnavailableError when they cannot be reached.
  */
-export interface CounterStore {
+export interface CounterStore extends KeyStore {
   /**
    * Adds every delta atomically: after a crash, all of the batch is there or none of it. With a
    * checkpoint (replay), the batch is also applied at most once per `run` and `chunk`, even when
-   * the same call is made again after a failure, and the checkpoint is recorded with it.
+   * the same call is made again after a failure, and the checkpoint is recorded with it. With
+   * keys, they are stored with the deltas (see each store for how atomically).
    */
-  applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void>;
+  applyBatch(deltas: Deltas, extras?: BatchExtras): Promise<void>;
   /** The last checkpoint recorded for a file fingerprint. */
   getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined>;
   /** Counts of one domain, or undefined if it was never seen. */

@@ -1,8 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import type { Database } from 'lmdb';
+import { randomUUID } from 'node:crypto';
 import { StoreUnavailableError } from '../core/errors.js';
+import type { ClaimedKey, KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
-import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
+import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
 import { AppliedTable } from './journal/applied.js';
 import { DEFAULT_JOURNAL } from './journal/defaults.js';
 import { JournalIngest, type IngestObserver, type JournalOptions } from './journal/ingest.js';
@@ -61,6 +63,10 @@ export class LmdbStore implements CounterStore {
   readonly #poll: NodeJS.Timeout | undefined;
   readonly #observer: JournalObserver;
   readonly #perTransaction: number;
+  /** A claim older than this was left by a process that died before it journaled its batch. */
+  readonly #claimLapseMs: number;
+  /** Who holds this process's claims of idempotency keys. */
+  readonly #claimant = randomUUID();
   #closed = false;
 
   /** Opens the store; with a journal, reads every segment first and refuses to open on damage. */
@@ -82,7 +88,7 @@ export class LmdbStore implements CounterStore {
         : undefined;
       if (ingest) tail.ownWriter = ingest.id;
       tail.watch();
-      return new LmdbStore(directory, tables, options, observer, { index, tail, ingest, pollMs: journal.pollMs });
+      return new LmdbStore(directory, tables, options, observer, { index, tail, ingest, pollMs: journal.pollMs, leaseMs: journal.leaseMs });
     } catch (error) {
       await tables.close();
       throw error;
@@ -94,13 +100,14 @@ export class LmdbStore implements CounterStore {
     tables: LmdbTables,
     options: LmdbStoreOptions,
     observer: JournalObserver,
-    journal?: { index: UnappliedIndex; tail: JournalTail; ingest: JournalIngest | undefined; pollMs: number },
+    journal?: { index: UnappliedIndex; tail: JournalTail; ingest: JournalIngest | undefined; pollMs: number; leaseMs: number },
   ) {
     this.#tables = tables;
     this.#directory = directory;
     this.#fsync = options.fsync ?? false;
     this.#observer = observer;
     this.#perTransaction = options.domainsPerTransaction ?? DEFAULT_JOURNAL.domainsPerTransaction;
+    this.#claimLapseMs = journal?.leaseMs ?? DEFAULT_JOURNAL.leaseMs;
     if (journal === undefined) return;
     this.#index = journal.index;
     this.#tail = journal.tail;
@@ -109,9 +116,15 @@ export class LmdbStore implements CounterStore {
     this.#poll.unref();
   }
 
-  async applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
+  /** Journaled with its keys in one record: the keys and the counts are there together or not at all. */
+  async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
     this.#checkOpen();
-    if (this.#ingest && !checkpoint) return this.#ingest.append(deltas);
+    if (this.#ingest && !checkpoint) {
+      await this.#ingest.append(deltas, keys, this.#claimLapseMs);
+      if (keys.length > 0) this.#resolveClaims(keys);
+      return;
+    }
+    if (keys.length > 0) throw new Error('idempotency keys are taken by a store that ingests (serve-http) only');
     // Replay's batches (and writes of a process that does not ingest) go straight to LMDB.
     try {
       const sorted = SortedDeltas.of(deltas);
@@ -121,6 +134,60 @@ export class LmdbStore implements CounterStore {
     } catch (error) {
       throw new StoreUnavailableError('embedded store write failed', { cause: error });
     }
+  }
+
+  /**
+   * A key journaled (by any process) and not yet applied is found in the index; one applied, or
+   * claimed by a request in flight, in LMDB. The claim is an LMDB write transaction, so that two
+   * processes cannot both hold a key. It lapses after a journal lease: a live process journals its
+   * batch well before that (see JournalIngest.append), or fails it and releases the key.
+   */
+  async claimKey(key: string, fingerprint: string, now: number): Promise<KeyClaim> {
+    this.#checkOpen();
+    if (this.#ingest === undefined) throw new Error('idempotency keys are taken by a store that ingests (serve-http) only');
+    this.#index!.refresh();
+    const journaled = this.#index!.keyRecord(key, now);
+    if (journaled) return { state: 'done', record: journaled };
+    try {
+      return await this.#tables.root.transaction((): KeyClaim => {
+        const stored = this.#tables.keys.get(key);
+        if (stored?.expiresAt !== undefined && stored.expiresAt > now) {
+          const { fingerprint, expiresAt, status = 0, body = '' } = stored;
+          return { state: 'done', record: { key, fingerprint, expiresAt, status, body } };
+        }
+        if (stored?.claimedAt !== undefined && stored.claimedAt + this.#claimLapseMs > now) {
+          return { state: 'in-flight', fingerprint: stored.fingerprint };
+        }
+        this.#tables.keys.put(key, { fingerprint, claimedBy: this.#claimant, claimedAt: now });
+        return { state: 'claimed' };
+      });
+    } catch (error) {
+      throw new StoreUnavailableError('embedded store: claiming an idempotency key failed', { cause: error });
+    }
+  }
+
+  /**
+   * Replaces this process's claims of journaled keys by their answers, so that a claim does not
+   * outlive its request (a repeat after the window expired would be refused as in flight). Not
+   * waited for: until it commits, the journal answers for the keys, and if it is lost in a
+   * crash, the claims lapse.
+   */
+  #resolveClaims(keys: readonly ClaimedKey[]): void {
+    const tables = this.#tables;
+    tables.root
+      .transaction(() => {
+        for (const { key, fingerprint, expiresAt, status, body } of keys) {
+          if (tables.keys.get(key)?.claimedBy === this.#claimant) tables.keys.put(key, { fingerprint, expiresAt, status, body });
+        }
+      })
+      .catch((error: unknown) => this.#observer.warning('idempotency keys were journaled but their claims stay until they lapse', { error: String(error) }));
+  }
+
+  async releaseKey(key: string): Promise<void> {
+    this.#checkOpen();
+    await this.#tables.root.transaction(() => {
+      if (this.#tables.keys.get(key)?.claimedBy === this.#claimant) this.#tables.keys.remove(key);
+    });
   }
 
   async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {

@@ -1,5 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
+import type { KeyRecord } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
 import type { ReplayCheckpoint } from './counter-store.js';
 import { crashPoint } from './journal/crash-point.js';
@@ -16,6 +17,21 @@ export interface PartProgress {
 // Counts are two little-endian float64s (exact up to 2^53) in 16 bytes: no serialiser on the hot path.
 const VALUE_SIZE = 16;
 const NO_OVERWRITE = { noOverwrite: true };
+/** Expired keys removed per apply job, at most: a job's last transaction stays short. */
+const KEYS_SWEPT_PER_JOB = 10_000;
+
+/**
+ * An idempotency key in the `keys` table: held by a request in flight (`claimedBy`, `claimedAt`)
+ * or, once its batch is applied, done with the answer it got (`expiresAt`, `status`, `body`).
+ */
+export interface StoredKey {
+  fingerprint: string;
+  claimedBy?: string;
+  claimedAt?: number;
+  expiresAt?: number;
+  status?: number;
+  body?: string;
+}
 
 export function decodeCounts(value: Buffer | undefined): DomainCounts | undefined {
   if (value === undefined) return undefined;
@@ -24,8 +40,8 @@ export function decodeCounts(value: Buffer | undefined): DomainCounts | undefine
 
 /**
  * The LMDB environment of an embedded store and its tables: `domains` (the counts), `replays`
- * (replay checkpoints) and `journal` (how far each writer's journal is applied; see
- * journal/applied.ts). LMDB takes a cross-process write lock, so every process and thread that
+ * (replay checkpoints), `journal` (how far each writer's journal is applied; see
+ * journal/applied.ts), `keys` (idempotency keys) and `keyExpiry` (the keys by expiry time). LMDB takes a cross-process write lock, so every process and thread that
  * opens the directory shares them.
  */
 export class LmdbTables {
@@ -33,6 +49,8 @@ export class LmdbTables {
   readonly domains: Database<Buffer, string>;
   readonly replays: Database<ReplayCheckpoint, string>;
   readonly journal: Database<unknown, string>;
+  readonly keys: Database<StoredKey, string>;
+  readonly keyExpiry: Database<null, [number, string]>;
   /** The share of new domains in the last part added: it decides how the next one is written. */
   #newShare = 0.5;
 
@@ -42,7 +60,7 @@ export class LmdbTables {
       // overlappingSync (lmdb-js's default off Windows) keeps the database consistent after a
       // power loss while the disk flush runs outside the write lock. noSubdir: false, because
       // lmdb-js takes a path with an extension (`/tmp/tmp.x1`, `counts.db`) for a file otherwise.
-      this.root = open({ path: directory, maxDbs: 4, overlappingSync: true, noSubdir: false });
+      this.root = open({ path: directory, maxDbs: 8, overlappingSync: true, noSubdir: false });
     } catch (error) {
       throw new Error(
         `cannot open the embedded store in ${directory}: ${(error as Error).message}; ` +
@@ -53,6 +71,28 @@ export class LmdbTables {
     this.domains = this.root.openDB<Buffer, string>({ name: 'domains', encoding: 'binary' });
     this.replays = this.root.openDB<ReplayCheckpoint, string>({ name: 'replays' });
     this.journal = this.root.openDB<unknown, string>({ name: 'journal' });
+    this.keys = this.root.openDB<StoredKey, string>({ name: 'keys' });
+    this.keyExpiry = this.root.openDB<null, [number, string]>({ name: 'keyExpiry' });
+  }
+
+  /**
+   * Stores the keys of applied requests with their answers, in place of their claims, and removes
+   * keys that expired. Call inside a write transaction.
+   */
+  storeKeys(records: Iterable<KeyRecord>, now: number): void {
+    for (const { key, fingerprint, expiresAt, status, body } of records) {
+      // Already forgotten: its key may be held by a newer request, which this must not undo.
+      if (expiresAt <= now) continue;
+      this.keys.put(key, { fingerprint, expiresAt, status, body });
+      this.keyExpiry.put([expiresAt, key], null);
+    }
+    let swept = 0;
+    for (const { key: entry } of this.keyExpiry.getRange({ end: [now, ''] })) {
+      if (swept++ === KEYS_SWEPT_PER_JOB) break;
+      const [expiresAt, key] = entry;
+      if (this.keys.get(key)?.expiresAt === expiresAt) this.keys.remove(key);
+      this.keyExpiry.remove(entry);
+    }
   }
 
   counts(domain: string): DomainCounts | undefined {

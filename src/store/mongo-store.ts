@@ -10,9 +10,11 @@ import {
   type W,
 } from 'mongodb';
 import { ConnectionString } from 'mongodb-connection-string-url';
+import { randomUUID } from 'node:crypto';
 import { StoreUnavailableError } from '../core/errors.js';
+import type { ClaimedKey, KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
-import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
+import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
 
 export interface MongoStoreOptions {
   collection: string;
@@ -43,6 +45,27 @@ interface CheckpointDocument extends Omit<ReplayCheckpoint, 'source'> {
 }
 
 type Operation = AnyBulkWriteOperation<DomainDocument>;
+
+/**
+ * An idempotency key: claimed by a request in flight (`claimedBy`, `claimedAt`), or done with the
+ * answer its request got (`expiresAt`, which a TTL index removes it after).
+ */
+interface KeyDocument {
+  _id: string;
+  fingerprint: string;
+  claimedBy?: string;
+  claimedAt?: Date;
+  expiresAt?: Date;
+  status?: number;
+  body?: string;
+}
+
+/**
+ * A claim older than this was left by a process that died in the middle of its batch. A batch
+ * whose claims are past half of it is failed before it writes (see #checkClaims), so a live
+ * writer never stores a key that a repeat may have taken over.
+ */
+const CLAIM_LAPSE_MS = 60_000;
 
 /**
  * Operations per bulkWrite: well under the driver's own split at 100,000 operations and 16 MiB
@@ -80,6 +103,9 @@ export class MongoStore implements CounterStore {
   readonly #client: MongoClient;
   readonly #domains: Collection<DomainDocument>;
   readonly #replays: Collection<CheckpointDocument>;
+  readonly #keys: Collection<KeyDocument>;
+  /** Who holds this process's claims of idempotency keys. */
+  readonly #claimant = randomUUID();
   /** Longest a write command may take before its batch fails (see #answered). */
   readonly #deadlineMs: number;
   readonly #operationsPerWrite: number | undefined;
@@ -111,9 +137,15 @@ export class MongoStore implements CounterStore {
     const db = this.#client.db(databaseOf(uri));
     this.#domains = db.collection<DomainDocument>(options.collection);
     this.#replays = db.collection<CheckpointDocument>(`${options.collection}_replays`);
+    this.#keys = db.collection<KeyDocument>(`${options.collection}_keys`);
   }
 
-  async applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
+  /**
+   * With transactions, the counts and the batch's keys are written in one. Without them
+   * (FerretDB, standalone servers), the keys are written after the counts: a failure between the
+   * two fails the batch (503) with its counts in, and a retry counts them again.
+   */
+  async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
     this.#checkOpen();
     await this.#guard(async () => {
       const profile = await this.#serverProfile();
@@ -124,14 +156,78 @@ export class MongoStore implements CounterStore {
         // must not stay behind.
         const session = this.#client.startSession({ defaultTransactionOptions: { readPreference: 'primary' } });
         try {
-          await session.withTransaction(() => this.#write(counterUpdates(deltas), profile, session));
+          await session.withTransaction(async () => {
+            checkClaims(keys);
+            await this.#write(counterUpdates(deltas), profile, session);
+            await this.#storeKeys(keys, session);
+          });
         } finally {
           await session.endSession();
         }
       } else {
-        await this.#serialized(profile, () => this.#write(counterUpdates(deltas), profile));
+        await this.#serialized(profile, async () => {
+          checkClaims(keys);
+          await this.#write(counterUpdates(deltas), profile);
+          await this.#storeKeys(keys);
+        });
       }
     });
+  }
+
+  /**
+   * Inserting the key's document is the claim: its `_id` is unique, so of two processes one
+   * fails. A done key is answered from its document; a claim that lapsed is taken over with an
+   * update that matches only the lapsed document, so that again one process wins.
+   */
+  async claimKey(key: string, fingerprint: string, now: number): Promise<KeyClaim> {
+    this.#checkOpen();
+    const claim = { fingerprint, claimedBy: this.#claimant, claimedAt: new Date(now) };
+    return this.#guard(async () => {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        try {
+          await this.#answered(this.#keys.insertOne({ _id: key, ...claim }));
+          return { state: 'claimed' };
+        } catch (error) {
+          if (!(error instanceof MongoServerError && error.code === DUPLICATE_KEY)) throw error;
+        }
+        const found = await this.#answered(this.#keys.findOne({ _id: key }));
+        if (found === null) continue; // Expired and removed since: insert again.
+        if (found.expiresAt !== undefined && found.expiresAt.getTime() > now) {
+          return { state: 'done', record: { key, fingerprint: found.fingerprint, expiresAt: found.expiresAt.getTime(), status: found.status ?? 0, body: found.body ?? '' } };
+        }
+        if (found.claimedAt !== undefined && found.claimedAt.getTime() + CLAIM_LAPSE_MS > now) {
+          return { state: 'in-flight', fingerprint: found.fingerprint };
+        }
+        const { _id, ...lapsed } = found;
+        const taken = await this.#answered(
+          this.#keys.replaceOne({ _id: key, claimedAt: lapsed.claimedAt ?? { $exists: false }, expiresAt: lapsed.expiresAt ?? { $exists: false } }, claim),
+        );
+        if (taken.modifiedCount === 1) return { state: 'claimed' };
+      }
+      throw new Error(`the idempotency key ${JSON.stringify(key)} kept changing while it was claimed`);
+    });
+  }
+
+  async releaseKey(key: string): Promise<void> {
+    this.#checkOpen();
+    await this.#guard(() => this.#answered(this.#keys.deleteOne({ _id: key, claimedBy: this.#claimant })));
+  }
+
+  /** Turns the batch's claims into done keys; a claim another process took over fails the batch. */
+  async #storeKeys(keys: readonly ClaimedKey[], session?: ClientSession): Promise<void> {
+    if (keys.length === 0) return;
+    const result = await this.#answered(
+      this.#keys.bulkWrite(
+        keys.map(({ key, fingerprint, expiresAt, status, body }) => ({
+          replaceOne: {
+            filter: { _id: key, claimedBy: this.#claimant },
+            replacement: { fingerprint, expiresAt: new Date(expiresAt), status, body },
+          },
+        })),
+        { ordered: false, session },
+      ),
+    );
+    if (result.matchedCount !== keys.length) throw new Error('an idempotency key of the batch was taken over by another process');
   }
 
   async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {
@@ -246,6 +342,9 @@ export class MongoStore implements CounterStore {
         const kind = hello.setName ? `replica set ${hello.setName}` : 'a standalone server';
         notes.push(`not sharding: connected to ${kind}, not to mongos; the collection is ready as it is`);
       }
+      // Done keys are removed once they expire; lookups ignore expired ones until then.
+      await this.#keys.createIndex({ expiresAt: 1 }, { expireAfterSeconds: 0, name: 'expiresAt_ttl' });
+      notes.push(`idempotency keys in ${db.databaseName}.${this.#keys.collectionName}, removed when they expire`);
       return notes;
     });
   }
@@ -338,6 +437,14 @@ export class MongoStore implements CounterStore {
 
   #checkOpen(): void {
     if (this.#closed) throw new StoreUnavailableError('MongoDB store is closed');
+  }
+}
+
+/** Fails a batch whose claims are old enough to lapse before it is written (see CLAIM_LAPSE_MS). */
+function checkClaims(keys: readonly ClaimedKey[]): void {
+  const now = Date.now();
+  if (keys.some((key) => key.claimedAt + CLAIM_LAPSE_MS / 2 < now)) {
+    throw new Error('the batch waited too long: its idempotency keys may have lapsed');
   }
 }
 

@@ -1,5 +1,6 @@
+import type { KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
-import type { CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
+import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
 
 export type StoreOperation = 'write' | 'read' | 'ping';
 
@@ -31,8 +32,16 @@ export class WatchedStore implements CounterStore {
     this.#watcher = watcher;
   }
 
-  applyBatch(deltas: Deltas, checkpoint?: ReplayCheckpoint): Promise<void> {
-    return this.#watch('write', this.#store.applyBatch(deltas, checkpoint));
+  applyBatch(deltas: Deltas, extras?: BatchExtras): Promise<void> {
+    return this.#watch('write', this.#store.applyBatch(deltas, extras));
+  }
+
+  claimKey(key: string, fingerprint: string, now: number): Promise<KeyClaim> {
+    return this.#watch('write', this.#store.claimKey(key, fingerprint, now));
+  }
+
+  releaseKey(key: string): Promise<void> {
+    return this.#watch('write', this.#store.releaseKey(key));
   }
 
   getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {

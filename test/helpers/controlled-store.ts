@@ -37,6 +37,13 @@ export class ControlledStore implements CounterStore {
     return new Map(domains.flatMap((d) => (this.counts.has(d) ? [[d, this.counts.get(d)!] as const] : [])));
   }
 
+  // The engine never claims keys; the HTTP layer does (test/idempotency.test.ts, on the real stores).
+  async claimKey(): Promise<never> {
+    throw new Error('ControlledStore takes no idempotency keys');
+  }
+
+  async releaseKey(): Promise<void> {}
+
   async ping() {}
 
   async getCheckpoint() {

@@ -4,7 +4,8 @@ import { indexAfter, type LmdbTables } from '../lmdb-tables.js';
 import { AppliedTable, type WriterRecord } from './applied.js';
 import { crashPoint } from './crash-point.js';
 import { DeltaTable } from './delta-table.js';
-import { MAGIC, forEachEntryBytes, scanRecords } from './record.js';
+import type { KeyRecord } from '../../core/idempotency.js';
+import { MAGIC, forEachEntryBytes, forEachKey, scanRecords } from './record.js';
 import { listSegments, type SegmentName } from './segments.js';
 import { JournalDamagedError } from './tail.js';
 
@@ -45,7 +46,7 @@ export async function applyJob(tables: LmdbTables, directory: string, job: Apply
   if (through <= start.through) return undefined;
   const segments = listSegments(directory).filter((name) => name.writer === job.writer && name.seq > start.through && name.seq <= through);
   checkContiguous(job.writer, segments, start.through + 1, through);
-  const { table, events, cut } = readSegments(directory, segments);
+  const { table, events, cut, keys: requestKeys } = readSegments(directory, segments);
   const deltas = table.sorted();
   const keys = deltas.domains;
   let record: WriterRecord | undefined;
@@ -61,6 +62,8 @@ export async function applyJob(tables: LmdbTables, directory: string, job: Apply
     record: (end: number, finished: boolean) => {
       record = ownedRecord(applied, job);
       if (finished) {
+        // With the mark that makes readers drop the segments from their index.
+        tables.storeKeys(requestKeys, Date.now());
         record.through = through;
         delete record.partial;
       } else {
@@ -95,10 +98,18 @@ function ownedRecord(applied: AppliedTable, job: ApplyJob): WriterRecord {
   return record;
 }
 
-/** The deltas of whole segments, summed per domain. A torn tail (a crash mid-write) is left out. */
-export function readSegments(directory: string, segments: readonly SegmentName[]): { table: DeltaTable; events: number; cut: ApplyOutcome['cut'] } {
+/**
+ * The deltas of whole segments, summed per domain, and their requests' idempotency keys. A torn
+ * tail (a crash mid-write) is left out.
+ */
+export function readSegments(
+  directory: string,
+  segments: readonly SegmentName[],
+): { table: DeltaTable; events: number; cut: ApplyOutcome['cut']; keys: KeyRecord[] } {
   const table = new DeltaTable();
   const cut: ApplyOutcome['cut'] = [];
+  const keys: KeyRecord[] = [];
+  const addKey = (key: KeyRecord) => keys.push(key);
   let events = 0;
   const add = (bytes: Buffer, start: number, length: number, delivered: number, bounced: number) => {
     table.addBytes(bytes, start, length, delivered, bounced);
@@ -116,7 +127,10 @@ export function readSegments(directory: string, segments: readonly SegmentName[]
     if (scan.end < buffer.length && !buffer.subarray(scan.end).every((byte) => byte === 0)) {
       cut.push({ file: segment.file, bytes: buffer.length - scan.end });
     }
-    for (const start of scan.records) forEachEntryBytes(buffer, start, add);
+    for (const start of scan.records) {
+      forEachEntryBytes(buffer, start, add);
+      forEachKey(buffer, start, addKey);
+    }
   }
-  return { table, events, cut };
+  return { table, events, cut, keys };
 }

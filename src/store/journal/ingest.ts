@@ -1,6 +1,7 @@
 import { statSync, unlinkSync } from 'node:fs';
 import { join } from 'node:path';
-import { OverloadedError, StoreUnavailableError } from '../../core/errors.js';
+import { InDoubtError, OverloadedError, StoreUnavailableError } from '../../core/errors.js';
+import type { ClaimedKey } from '../../core/idempotency.js';
 import type { Deltas } from '../counter-store.js';
 import type { LmdbTables } from '../lmdb-tables.js';
 import { FencedError } from './apply-job.js';
@@ -145,25 +146,32 @@ export class JournalIngest {
     if (this.#fenced) throw this.#fenced;
   }
 
-  /** Resolves once the batch is in the journal (on disk, with fsync) and visible to this process's reads. */
-  async append(deltas: Deltas): Promise<void> {
+  /**
+   * Resolves once the batch, and the keys of its requests, are in the journal (on disk, with
+   * fsync) and visible to this process's reads.
+   */
+  async append(deltas: Deltas, keys: readonly ClaimedKey[] = [], claimLapseMs = Infinity): Promise<void> {
     this.check();
     const now = Date.now();
     if (now - this.#lastHeartbeat > this.#fenceMs) {
       throw new StoreUnavailableError('the journal lease could not be renewed in time (the store is stalled); retry');
     }
+    // A claim past half its life could lapse, and its key be taken by a repeat, before this record is read.
+    if (keys.some((key) => key.claimedAt + claimLapseMs / 2 < now)) {
+      throw new StoreUnavailableError('the batch waited too long for the journal: its idempotency keys may have lapsed; retry');
+    }
     if (this.unappliedBytes >= this.#options.maxBytes) throw new OverloadedError();
     let seq: number;
     try {
-      seq = await this.#writer.append(encodeRecord(deltas, now));
+      seq = await this.#writer.append(encodeRecord(deltas, now, keys));
     } catch (error) {
       throw new StoreUnavailableError(`journal write failed: ${(error as Error).message}`, { cause: error });
     }
     // Written, but past its lease another process may have taken this journal over already.
     if (Date.now() - this.#lastHeartbeat > this.#options.leaseMs * 0.9) {
-      throw new StoreUnavailableError('the journal lease ran out during the write; it may or may not be counted');
+      throw new InDoubtError('the journal lease ran out during the write; it may or may not be counted');
     }
-    this.#index.open(this.id, seq, segmentFile(this.id, seq)).addDeltas(deltas);
+    this.#index.open(this.id, seq, segmentFile(this.id, seq)).addDeltas(deltas, keys);
   }
 
   /** Seals the last segment and applies everything this process holds, then retires its writer. */

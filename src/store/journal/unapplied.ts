@@ -1,12 +1,15 @@
+import type { KeyRecord } from '../../core/idempotency.js';
 import type { DomainCounts } from '../../core/status.js';
 import type { Deltas } from '../counter-store.js';
 import { isApplied, type AppliedMark, type AppliedTable } from './applied.js';
 import { DeltaTable } from './delta-table.js';
-import { MAGIC, forEachEntryBytes } from './record.js';
+import { MAGIC, forEachEntryBytes, forEachKey } from './record.js';
 
 /** The deltas of one journal segment, as far as this process has read (or, for its own segment, written) it. */
 export class SegmentDeltas {
   readonly table = new DeltaTable();
+  /** The idempotency keys of the segment's requests; they are stored in LMDB when the segment is applied whole. */
+  readonly keys = new Map<string, KeyRecord>();
   /** File offset up to which records are taken in: the next record starts here. */
   offset = MAGIC.length;
   events = 0;
@@ -22,16 +25,24 @@ export class SegmentDeltas {
     this.events += delivered + bounced;
   };
 
-  addDeltas(deltas: Deltas): void {
+  readonly #addKey = (key: KeyRecord) => {
+    this.keys.set(key.key, key);
+  };
+
+  addDeltas(deltas: Deltas, keys: readonly KeyRecord[]): void {
     for (const [domain, counts] of deltas) {
       this.table.add(domain, counts.delivered, counts.bounced);
       this.events += counts.delivered + counts.bounced;
     }
+    for (const key of keys) this.#addKey(key);
   }
 
   /** Takes in the valid records found at `starts` in `buffer`, which holds the file from `offset`. */
   addRecords(buffer: Buffer, starts: readonly number[]): void {
-    for (const start of starts) forEachEntryBytes(buffer, start, this.#addBytes);
+    for (const start of starts) {
+      forEachEntryBytes(buffer, start, this.#addBytes);
+      forEachKey(buffer, start, this.#addKey);
+    }
   }
 
   /** Moves the read position past `bytes` more of the file. */
@@ -117,6 +128,15 @@ export class UnappliedIndex {
     }
     if (!found) return stored;
     return { delivered: (stored?.delivered ?? 0) + delivered, bounced: (stored?.bounced ?? 0) + bounced };
+  }
+
+  /** A key journaled, not expired at `now`, and not yet stored in LMDB (its segment is not applied whole). */
+  keyRecord(key: string, now: number): KeyRecord | undefined {
+    for (const segment of this.#segments.values()) {
+      const record = segment.keys.get(key);
+      if (record !== undefined && record.expiresAt > now && !this.appliedWhole(segment.writer, segment.seq)) return record;
+    }
+    return undefined;
   }
 
   /** Distinct (segment, domain) entries held, and the bytes they take. */

@@ -1,0 +1,67 @@
+import { createHash } from 'node:crypto';
+import { ValidationError } from './errors.js';
+
+/**
+ * Idempotency keys (the IETF httpapi draft's `Idempotency-Key`, as Stripe's API uses it): the
+ * first request with a key is processed and its answer stored with the counts it adds, in the
+ * same atomic write; a repeat gets the stored answer and counts nothing.
+ */
+
+/** The answer a request got, stored with its key and sent again to its repeats. */
+export interface StoredAnswer {
+  status: number;
+  /** The JSON body, or '' for none. */
+  body: string;
+}
+
+/** A key as stored with the counts of the request that used it first. */
+export interface KeyRecord extends StoredAnswer {
+  key: string;
+  /** Of the request's method, path and body (see fingerprint()): a repeat must carry the same. */
+  fingerprint: string;
+  /** When the key is forgotten, in ms since the epoch. */
+  expiresAt: number;
+}
+
+/** A key as its request hands it to the store with the batch: claimed at `claimedAt` (the `now` of claimKey). */
+export interface ClaimedKey extends KeyRecord {
+  claimedAt: number;
+}
+
+/** What a store knows of a key when a request claims it. */
+export type KeyClaim =
+  /** Nobody used the key (or it expired): this request now holds it, and must store or release it. */
+  | { state: 'claimed' }
+  /** Another request holds it and has not finished: the draft's answer is 409. */
+  | { state: 'in-flight'; fingerprint: string }
+  /** A request used it and got this answer. */
+  | { state: 'done'; record: KeyRecord };
+
+/** What a store does with keys, besides storing them with the counts (applyBatch). */
+export interface KeyStore {
+  /** Looks the key up and, if nobody holds it, holds it for this request, atomically across processes. */
+  claimKey(key: string, fingerprint: string, now: number): Promise<KeyClaim>;
+  /** Lets go of a key claimed by a request whose batch failed: nothing of it was counted. */
+  releaseKey(key: string): Promise<void>;
+}
+
+export const MAX_KEY_LENGTH = 255;
+
+/** The key of a request's header, or undefined without one. Throws ValidationError (400) for a bad one. */
+export function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
+  if (header === undefined) return undefined;
+  if (Array.isArray(header)) throw new ValidationError('send one Idempotency-Key header, not several');
+  if (header.length === 0 || header.length > MAX_KEY_LENGTH) {
+    throw new ValidationError(`Idempotency-Key must be 1 to ${MAX_KEY_LENGTH} characters long`);
+  }
+  // Printable ASCII: the key is stored and compared byte for byte.
+  if (!/^[\x20-\x7e]+$/.test(header)) throw new ValidationError('Idempotency-Key must hold printable ASCII characters only');
+  return header;
+}
+
+/** What identifies a request: a key sent again with another method, path or body is a client's mistake (422). */
+export function fingerprint(method: string, path: string, body?: Buffer): string {
+  const hash = createHash('sha256').update(`${method} ${path}\n`);
+  if (body !== undefined) hash.update(body);
+  return hash.digest('hex').slice(0, 32);
+}
