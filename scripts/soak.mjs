@@ -2,13 +2,16 @@
 // Soak: minutes of load on serve-http while it is killed with SIGKILL (or stopped with SIGTERM)
 // every few seconds and restarted on the same store and port. `svc loadtest --verify` drives the
 // load and, at the end, reads every touched domain back: events the service acknowledged and did
-// not count are `lost`, which must be 0 however many times it died.
+// not count are `lost`, which must be 0 however many times it died. With --idempotency-keys the
+// load test sends a key with every request and retries unanswered ones with it (--retries, 6 by
+// default then): every event is then acknowledged in the end and counted once, so `indefinite`
+// and `extra` must be 0 too.
 //
 //   npx tsc -p . && node scripts/soak.mjs [--minutes 3] [--rps 2000] [--kill-every 10] [--signal SIGKILL]
-//       [--workers 1] [--store <dir|mongodb://…>] [--mode event|batch]
+//       [--workers 1] [--store <dir|mongodb://…>] [--mode event|batch] [--idempotency-keys [--retries 6]]
 //
-// Writes bench/results/soak-<date>-<signal>-<workers>w.json with events sent, acknowledged, counted, lost, extra and
-// the restarts survived.
+// Writes bench/results/soak-<date>-<signal>-<workers>w[-keys].json with events sent, acknowledged, counted, lost,
+// extra and the restarts survived.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
@@ -30,8 +33,12 @@ const { values } = parseArgs({
     workers: { type: 'string', default: '1' },
     store: { type: 'string' },
     mode: { type: 'string', default: 'event' },
+    'idempotency-keys': { type: 'boolean', default: false },
+    retries: { type: 'string' },
   },
 });
+const keyed = values['idempotency-keys'];
+const retries = values.retries ?? (keyed ? '6' : '0');
 const work = mkdtempSync(join(tmpdir(), 'svc-soak-'));
 const store = values.store ?? join(work, 'store');
 const port = await freePort();
@@ -78,7 +85,8 @@ const report = join(work, 'report.json');
 const loadtest = spawn(
   process.execPath,
   [SVC, 'loadtest', '--target', target, '--rps', values.rps, '--duration', `${durationSeconds}s`, '--timeout', '2s', '--mode', values.mode,
-    '--connections', '32', '--domains', '100000', '--distribution', 'zipf', '--verify', '--json', report],
+    '--connections', '32', '--domains', '100000', '--distribution', 'zipf', '--verify', '--json', report,
+    '--retries', retries, ...(keyed ? ['--idempotency-keys'] : [])],
   { stdio: ['ignore', 'inherit', 'inherit'] },
 );
 const loadtestDone = new Promise((resolve) => loadtest.once('exit', resolve));
@@ -106,10 +114,12 @@ const summary = {
   store: values.store ? 'mongodb' : 'embedded (LMDB)',
   signal: values.signal,
   workers: Number(values.workers),
+  idempotencyKeys: keyed,
+  retries: Number(retries),
   minutes: Number(values.minutes),
   restarts,
   requestedRps: result.requestedRps,
-  requests: { sent: result.sent, ok: result.ok, errors: result.errors, statusCodes: result.statusCodes, errorsByKind: result.errorsByKind },
+  requests: { sent: result.sent, ok: result.ok, errors: result.errors, retries: result.retries, statusCodes: result.statusCodes, errorsByKind: result.errorsByKind },
   events: {
     sent: result.events.sent,
     acknowledged: result.verify.acknowledged,
@@ -122,8 +132,10 @@ const summary = {
   loadtestExitCode: code,
 };
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-const out = join(ROOT, `bench/results/soak-${summary.date.slice(0, 10)}-${values.signal.toLowerCase()}-${values.workers}w.json`);
+const out = join(ROOT, `bench/results/soak-${summary.date.slice(0, 10)}-${values.signal.toLowerCase()}-${values.workers}w${keyed ? '-keys' : ''}.json`);
 writeFileSync(out, JSON.stringify(summary, null, 2) + '\n');
 console.log(JSON.stringify(summary.events), `restarts ${restarts}; written to ${out}`);
 rmSync(work, { recursive: true, force: true });
 if (summary.events.lost !== 0 || summary.events.unreadableDomains !== 0) process.exitCode = 1;
+// With keys and retries, every event must end acknowledged and counted exactly once.
+if (keyed && (summary.events.extra !== 0 || summary.events.indefinite !== 0)) process.exitCode = 1;

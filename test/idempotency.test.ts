@@ -12,10 +12,15 @@ interface Answer {
   replayed: boolean;
 }
 
+/** Status 0: no answer (the server died). */
 async function send(url: string, method: 'PUT' | 'POST', path: string, key: string | undefined, body?: string): Promise<Answer> {
   const headers: Record<string, string> = key === undefined ? {} : { 'idempotency-key': key };
-  const res = await fetch(url + path, { method, headers, body });
-  return { status: res.status, body: await res.text(), replayed: res.headers.get('idempotent-replayed') === 'true' };
+  try {
+    const res = await fetch(url + path, { method, headers, body });
+    return { status: res.status, body: await res.text(), replayed: res.headers.get('idempotent-replayed') === 'true' };
+  } catch {
+    return { status: 0, body: '', replayed: false };
+  }
 }
 
 const put = (url: string, domain: string, key?: string) => send(url, 'PUT', `/events/${domain}/delivered`, key);
@@ -83,7 +88,7 @@ describe.each(stores)('Idempotency-Key on $name', ({ store: makeStore }) => {
       expect((await post(daemon.url, line('c.example', 'bounced'), 'p')).status).toBe(422);
 
       for (const key of ['x'.repeat(256), 'naïve', 'tab\there']) {
-        const answer = await put(daemon.url, 'a.example', key).catch(() => ({ status: 0, body: '{}' }));
+        const answer = await put(daemon.url, 'a.example', key);
         // fetch itself refuses a header value with a byte above 0x7f in some versions: then nothing reached the server.
         if (answer.status === 0) continue;
         expect(answer.status).toBe(400);
@@ -184,6 +189,33 @@ describe('Idempotency-Key on the embedded store', () => {
       }
       expect((await storedCounts(dir.path, ['retry.example'])).get('retry.example')).toEqual({ delivered: 1, bounced: 0 });
     } finally {
+      dir.remove();
+    }
+  });
+
+  it('takes over at once the key of a request whose process was killed before it journaled it', async () => {
+    const dir = tempDir();
+    // The request is claimed, then waits two seconds for its batch: the kill comes first.
+    const first = await startDaemon('serve-http', ['--store', dir.path, '--flush-ms', '2000']);
+    try {
+      const lost = put(first.url, 'orphan.example', 'orphan');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await first.stop('SIGKILL');
+      expect((await lost).status).toBe(0);
+      // The default lease is 15 s; a claim of a dead process does not wait for it.
+      const second = await startDaemon('serve-http', ['--store', dir.path]);
+      try {
+        const started = Date.now();
+        expect(await put(second.url, 'orphan.example', 'orphan')).toMatchObject({ status: 204, replayed: false });
+        expect(Date.now() - started).toBeLessThan(5_000);
+        expect(await put(second.url, 'orphan.example', 'orphan')).toMatchObject({ status: 204, replayed: true });
+        expect(await second.stop()).toBe(0);
+      } finally {
+        await second.stop('SIGKILL');
+      }
+      expect((await storedCounts(dir.path, ['orphan.example'])).get('orphan.example')).toEqual({ delivered: 1, bounced: 0 });
+    } finally {
+      await first.stop('SIGKILL');
       dir.remove();
     }
   });

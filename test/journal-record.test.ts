@@ -1,5 +1,7 @@
+import { crc32 } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { HEADER_BYTES, MAGIC, encodeRecord, forEachEntry, recordTime, scanRecords } from '../src/store/journal/record.js';
+import type { KeyRecord } from '../src/core/idempotency.js';
+import { HEADER_BYTES, MAGIC, encodeRecord, forEachEntry, forEachKey, recordTime, scanRecords } from '../src/store/journal/record.js';
 
 const batch = (entries: Record<string, [number, number]>) =>
   new Map(Object.entries(entries).map(([domain, [delivered, bounced]]) => [domain, { delivered, bounced }]));
@@ -30,6 +32,36 @@ describe('journal records', () => {
       [[...C.keys()][0], 4_000_000_000, 7],
     ]);
     expect(recordTime(bytes, scan.records[1]!)).toBe(1_700_000_000_001);
+  });
+
+  it('round-trip: the idempotency keys of a record, with their answers; a record without keys is as before keys existed', () => {
+    const keys: KeyRecord[] = [
+      { key: 'k'.repeat(255), fingerprint: '0123456789abcdef0123456789abcdef', expiresAt: 1_800_000_000_000, status: 204, body: '' },
+      { key: 'order 42 ~!', fingerprint: 'ffffffffffffffff0000000000000000', expiresAt: 1_800_000_000_001, status: 200, body: '{"accepted":2,"note":"é"}' },
+    ];
+    const bytes = Buffer.concat([encodeRecord(A, 1, keys), encodeRecord(B, 2)]);
+    const scan = scanRecords(bytes, 0);
+    expect(scan).toMatchObject({ end: bytes.length, rest: 'none' });
+    expect(entriesOf(bytes, scan.records)).toEqual([
+      ['a.example', 3, 0],
+      ['b.example', 0, 1],
+      ['c.example', 1, 0],
+    ]);
+    const seen: KeyRecord[] = [];
+    for (const start of scan.records) forEachKey(bytes, start, (key) => seen.push(key));
+    expect(seen).toEqual(keys);
+    expect(encodeRecord(B, 2, [])).toEqual(encodeRecord(B, 2));
+  });
+
+  it('calls a record whose key section does not fill it exactly bad, even with a matching checksum', () => {
+    const good = encodeRecord(B, 1, [{ key: 'k', fingerprint: '00'.repeat(16), expiresAt: 1, status: 204, body: 'xy' }]);
+    // The body length claims one byte more than the record holds; the checksum is made to match.
+    const bad = Buffer.from(good);
+    const bodyLength = bad.length - 2 - 4;
+    bad.writeUInt32LE(3, bodyLength);
+    bad.writeUInt32LE(crc32(bad.subarray(HEADER_BYTES), crc32(bad.subarray(0, 4))), 4);
+    expect(scanRecords(good, 0).rest).toBe('none');
+    expect(scanRecords(bad, 0)).toMatchObject({ records: [], rest: 'torn' });
   });
 
   it('refuses a count that does not fit, rather than writing a wrong one', () => {

@@ -49,6 +49,12 @@ export function loadtestCommand(): Command {
     )
     .addOption(option('--bounce-ratio <r>', 'share of bounces for uniform and zipf (0 to 1)', 'SVC_BOUNCE_RATIO').default(D.bounceRatio).argParser(ratio))
     .addOption(option('--seed <n>', 'the same seed sends the same events', 'SVC_SEED').default(D.seed).argParser(parseInteger(0)))
+    .addOption(option('--idempotency-keys', 'send an Idempotency-Key with every event request, so that a retried one is counted once', 'SVC_IDEMPOTENCY_KEYS'))
+    .addOption(
+      option('--retries <n>', 'send an event request again (same key) after no answer, 409 or 5xx, at most n times; pauses 250 ms, doubling to 2 s', 'SVC_RETRIES')
+        .default(D.retries)
+        .argParser(parseInteger(0)),
+    )
     .addOption(option('--verify', 'afterwards read every touched domain back and compare (needs a fresh store)', 'SVC_VERIFY'))
     .addOption(option('--verify-url <url>', 'where to read counts back (default: the target)', 'SVC_VERIFY_URL'))
     .addOption(option('--max-p95 <ms>', 'fail if the corrected p95 latency exceeds this many ms', 'SVC_MAX_P95').argParser(parseDuration))
@@ -160,5 +166,7 @@ function engineOptions(o: Record<string, unknown>): Partial<LoadtestOptions> {
     verifyUrl: (o.verifyUrl as string | undefined) ?? '',
     ingestToken: (o.ingestToken as string | undefined) ?? '',
     readToken: (o.readToken as string | undefined) ?? '',
+    idempotencyKeys: Boolean(o.idempotencyKeys),
+    retries: o.retries as number,
   };
 }

@@ -7,7 +7,9 @@ export type ErrorCode =
   | 'SVC_PAYLOAD_TOO_LARGE'
   | 'SVC_OVERLOADED'
   | 'SVC_STORE_UNAVAILABLE'
-  | 'SVC_SHUTTING_DOWN';
+  | 'SVC_SHUTTING_DOWN'
+  | 'SVC_KEY_IN_FLIGHT'
+  | 'SVC_KEY_MISMATCH';
 
 export class SvcError extends Error {
   readonly code: ErrorCode;
@@ -73,6 +75,20 @@ export class StoreUnavailableError extends SvcError {
 
 /** A write that failed in a way that may have counted it all the same (it reached the store, then timed out). */
 export class InDoubtError extends StoreUnavailableError {}
+
+/** A request with this idempotency key is being processed (here or in another process): retry once it is answered. */
+export class KeyInFlightError extends SvcError {
+  constructor() {
+    super('SVC_KEY_IN_FLIGHT', 'a request with this Idempotency-Key is being processed; retry once it is answered');
+  }
+}
+
+/** The idempotency key was used for another request: the client reused a key by mistake. */
+export class KeyMismatchError extends SvcError {
+  constructor() {
+    super('SVC_KEY_MISMATCH', 'this Idempotency-Key was used for another request (method, path or body)');
+  }
+}
 
 export class ShuttingDownError extends SvcError {
   constructor() {

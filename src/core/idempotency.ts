@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto';
-import { ValidationError } from './errors.js';
+import { InDoubtError, KeyInFlightError, KeyMismatchError, ValidationError } from './errors.js';
 
 /**
  * Idempotency keys (the IETF httpapi draft's `Idempotency-Key`, as Stripe's API uses it): the
@@ -64,4 +64,42 @@ export function fingerprint(method: string, path: string, body?: Buffer): string
   const hash = createHash('sha256').update(`${method} ${path}\n`);
   if (body !== undefined) hash.update(body);
   return hash.digest('hex').slice(0, 32);
+}
+
+/** A request that carries a key, as `processOnce` takes it. */
+export interface KeyedRequest {
+  key: string;
+  fingerprint: string;
+  /** The answer the request gets when processed, worked out before anything is counted so that it is stored with the counts. */
+  answer: StoredAnswer;
+}
+
+/**
+ * Processes a keyed request at most once per key: claims the key, then commits the request's
+ * events with it (`commit`), or returns the answer a first use of the key got. Throws
+ * KeyInFlightError while another request holds the key, KeyMismatchError for a key used for
+ * another request, and the commit's own error after releasing the key (nothing was counted),
+ * unless the commit may have landed (InDoubtError): then the key stays claimed.
+ */
+export async function processOnce(
+  store: KeyStore,
+  request: KeyedRequest,
+  windowMs: number,
+  commit: (key: ClaimedKey) => Promise<void>,
+): Promise<{ answer: StoredAnswer; replayed: boolean }> {
+  const { key, fingerprint: print, answer } = request;
+  const now = Date.now();
+  const claim = await store.claimKey(key, print, now);
+  if (claim.state === 'in-flight') throw claim.fingerprint === print ? new KeyInFlightError() : new KeyMismatchError();
+  if (claim.state === 'done') {
+    if (claim.record.fingerprint !== print) throw new KeyMismatchError();
+    return { answer: claim.record, replayed: true };
+  }
+  try {
+    await commit({ key, fingerprint: print, claimedAt: now, expiresAt: now + windowMs, ...answer });
+  } catch (error) {
+    if (!(error instanceof InDoubtError)) await store.releaseKey(key).catch(() => {});
+    throw error;
+  }
+  return { answer, replayed: false };
 }

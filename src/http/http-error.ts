@@ -19,6 +19,8 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   SVC_OVERLOADED: 503,
   SVC_STORE_UNAVAILABLE: 503,
   SVC_SHUTTING_DOWN: 503,
+  SVC_KEY_IN_FLIGHT: 409,
+  SVC_KEY_MISMATCH: 422,
 };
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {
@@ -48,7 +50,7 @@ export function sendError(res: ServerResponse, error: unknown): void {
     const headers: Record<string, string> = {};
     if (error instanceof OverloadedError) headers['retry-after'] = String(error.retryAfterSeconds);
     // A store outage is usually short, and a stopping node is replaced by another: retry soon.
-    if (error.code === 'SVC_STORE_UNAVAILABLE' || error.code === 'SVC_SHUTTING_DOWN') headers['retry-after'] = '1';
+    if (error.code === 'SVC_STORE_UNAVAILABLE' || error.code === 'SVC_SHUTTING_DOWN' || error.code === 'SVC_KEY_IN_FLIGHT') headers['retry-after'] = '1';
     if (error.code === 'SVC_SHUTTING_DOWN' || error.code === 'SVC_PAYLOAD_TOO_LARGE') headers.connection = 'close';
     sendJson(res, STATUS_BY_CODE[error.code], { error: error.message }, headers);
   } else {

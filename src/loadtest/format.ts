@@ -28,7 +28,7 @@ export function formatReport(r: LoadtestReport, gates: GateResult[]): string {
     `rate         requested ${n(r.requestedRps)}/s, achieved ${n(r.achievedRps)}/s` +
       (r.mode === 'batch' ? ` (${n(r.events.perSecond)} events/s)` : ''),
     `requests     scheduled ${n(r.scheduled)}, sent ${n(r.sent)}, ok ${n(r.ok)}, errors ${n(r.errors)}, dropped ${n(r.dropped)}` +
-      ` (error rate ${percent(r.errorRate)})`,
+      ` (error rate ${percent(r.errorRate)})${r.retries > 0 ? `, ${n(r.retries)} retries` : ''}`,
     `status       ${Object.entries(r.statusCodes).map(([code, count]) => `${code}: ${n(count)}`).join(', ') || 'none'}`,
   ];
   const failures = Object.entries(r.errorsByKind).filter(([, count]) => count > 0);

@@ -1,3 +1,4 @@
+import { randomUUID } from 'node:crypto';
 import type { Dispatcher, Pool } from 'undici';
 import { bearerHeaders } from '../client/bearer.js';
 import { Random, mix32 } from '../workload/random.js';
@@ -23,6 +24,13 @@ export interface GeneratorOptions {
 const READ_DECISIONS = 0x52454144;
 const NO_EVENTS: WorkloadEvent[] = [];
 const NDJSON = { 'content-type': 'application/x-ndjson' };
+/** Answers after which a request is worth sending again: in flight elsewhere, overloaded, or failed in the service. */
+const RETRYABLE = new Set([409, 429, 500, 502, 503, 504]);
+
+/** The pause before the nth retry: 250 ms, doubled each time, at most 2 s (the service asks for 1 s with Retry-After). */
+function retryDelayMs(retry: number): number {
+  return Math.min(2_000, 250 * 2 ** retry);
+}
 
 /**
  * Turns due times into HTTP requests on an undici Pool, with at most connections × pipelining in
@@ -49,6 +57,10 @@ export class Generator implements PacedSender {
   readonly #readHeaders: Record<string, string>;
   readonly #putHeaders: Record<string, string>;
   readonly #postHeaders: Record<string, string>;
+  /** With --idempotency-keys: keys are this run's id and a sequence number, so that no two runs share one. */
+  readonly #keyPrefix: string | undefined;
+  #keySeq = 0;
+  readonly #retries: number;
   #inFlight = 0;
   #idle: (() => void) | undefined;
 
@@ -68,6 +80,8 @@ export class Generator implements PacedSender {
     this.#readHeaders = bearerHeaders(options.options.readToken);
     this.#putHeaders = bearerHeaders(options.options.ingestToken);
     this.#postHeaders = { ...NDJSON, ...this.#putHeaders };
+    this.#keyPrefix = options.options.idempotencyKeys ? randomUUID() : undefined;
+    this.#retries = options.options.retries;
   }
 
   ready(): boolean {
@@ -88,7 +102,7 @@ export class Generator implements PacedSender {
       request = {
         method: 'PUT',
         path: `/events/${this.#workload.name(event.index)}/${event.type}`,
-        headers: this.#putHeaders,
+        headers: this.#keyed(this.#putHeaders),
         idempotent: this.#idempotent,
         blocking: false,
       };
@@ -100,7 +114,11 @@ export class Generator implements PacedSender {
         body += `{"domain":"${this.#workload.name(event.index)}","type":"${event.type}"}\n`;
       }
       exchange = new Exchange(this, due, events, true);
-      request = { method: 'POST', path: '/events', headers: this.#postHeaders, body, idempotent: this.#idempotent, blocking: false };
+      request = { method: 'POST', path: '/events', headers: this.#keyed(this.#postHeaders), body, idempotent: this.#idempotent, blocking: false };
+    }
+    if (exchange.events.length > 0) {
+      exchange.request = request;
+      exchange.retriesLeft = this.#retries;
     }
     this.#inFlight++;
     this.#stats.sentOne(due, now, exchange.events.length, queued);
@@ -127,6 +145,7 @@ export class Generator implements PacedSender {
   /** Called by an exchange once it has its whole answer. */
   answered(exchange: Exchange, body: string | undefined): void {
     const status = exchange.status;
+    if (exchange.retriesLeft > 0 && RETRYABLE.has(status)) return this.#retry(exchange);
     this.#stats.answered(exchange.due, exchange.sentAt, performance.now(), status);
     const outcome = outcomeOf(status, body);
     if (exchange.batch && outcome === 'acknowledged') {
@@ -149,6 +168,8 @@ export class Generator implements PacedSender {
 
   /** Called by an exchange that got no answer. */
   failed(exchange: Exchange, error: Error): void {
+    // Later in any case: see the comment below on undici's loop.
+    if (exchange.retriesLeft > 0) return this.#retry(exchange);
     this.#stats.failed(exchange.due, failureKind(error));
     for (const event of exchange.events) this.#record(exchange, event, 'indefinite');
     // undici fails every request queued on a connection that could not be made in one loop, then
@@ -159,8 +180,29 @@ export class Generator implements PacedSender {
   #record(exchange: Exchange, event: WorkloadEvent, outcome: Outcome): void {
     if (!this.#ledger) return;
     this.#ledger.record(event.index, event.type, outcome);
-    // Every attempt before the last may have reached the service.
+    // Every attempt before the last may have reached the service and been counted; with a key,
+    // the service counts all the attempts of a request once.
+    if (this.#keyPrefix !== undefined) return;
     for (let i = 1; i < exchange.attempts; i++) this.#ledger.record(event.index, event.type, 'indefinite');
+  }
+
+  #keyed(headers: Record<string, string>): Record<string, string> {
+    if (this.#keyPrefix === undefined) return headers;
+    return { ...headers, 'idempotency-key': `${this.#keyPrefix}-${this.#keySeq++}` };
+  }
+
+  /** Sends the request again, with the same key, after a pause; it keeps its slot meanwhile. */
+  #retry(exchange: Exchange): void {
+    const retry = this.#retries - exchange.retriesLeft;
+    exchange.retriesLeft--;
+    this.#stats.retried(exchange.due);
+    this.#deadlines.remove(exchange);
+    setTimeout(() => {
+      exchange.restart();
+      exchange.dispatchedAt = performance.now();
+      this.#deadlines.add(exchange);
+      this.#pool.dispatch(exchange.request!, exchange);
+    }, retryDelayMs(retry));
   }
 
   #nextEvent(): WorkloadEvent {
@@ -188,8 +230,11 @@ export class Generator implements PacedSender {
  */
 class Exchange implements Dispatcher.DispatchHandler, Deadline {
   status = 0;
-  /** How many times undici started sending it: more than once after a pipelining retry. */
+  /** How many times undici started sending it: more than once after a pipelining retry or a --retries one. */
   attempts = 0;
+  /** An ingestion request, kept for --retries. */
+  request: Dispatcher.DispatchOptions | undefined;
+  retriesLeft = 0;
   sentAt = 0;
   dispatchedAt = 0;
   abort: ((error: Error) => void) | undefined;
@@ -203,6 +248,13 @@ class Exchange implements Dispatcher.DispatchHandler, Deadline {
     readonly events: WorkloadEvent[],
     readonly batch: boolean,
   ) {}
+
+  /** Forgets the last attempt's answer before the next one. */
+  restart(): void {
+    this.status = 0;
+    this.#body = undefined;
+    this.abort = undefined;
+  }
 
   onConnect(abort: (error?: Error) => void): void {
     this.abort = abort;

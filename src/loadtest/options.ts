@@ -44,6 +44,10 @@ export interface LoadtestOptions {
   readToken: string;
   /** A request sent more than this after its due time counts as late. */
   lateToleranceMs: number;
+  /** Send an Idempotency-Key with every ingestion request, so that a retry is never counted twice. */
+  idempotencyKeys: boolean;
+  /** Send an ingestion request again, after a pause, when it got no answer, a 409 or a 5xx; at most this many times. */
+  retries: number;
 }
 
 /** Every default of the load test, shown by the CLI's --help and used by the library. */
@@ -68,6 +72,8 @@ export const DEFAULT_LOADTEST_OPTIONS = {
   ingestToken: '',
   readToken: '',
   lateToleranceMs: 10,
+  idempotencyKeys: false,
+  retries: 0,
 } as const satisfies LoadtestOptions;
 
 /** Fills in the defaults and checks every option once, before anything is sent. */
@@ -88,6 +94,10 @@ export function resolveLoadtestOptions(input: Partial<LoadtestOptions>): Readonl
   integer('batchSize', options.batchSize, 1, 1_000_000);
   integer('domains', options.domains, 1, MAX_DOMAINS);
   integer('seed', options.seed, 0, 2 ** 32 - 1);
+  integer('retries', options.retries, 0, 100);
+  if ((options.idempotencyKeys || options.retries > 0) && options.protocol === 'grpc') {
+    throw new ValidationError('idempotencyKeys and retries: over HTTP only for now');
+  }
   ratio('readRatio', options.readRatio);
   ratio('bounceRatio', options.bounceRatio);
   oneOf('mode', options.mode, MODES);

@@ -44,6 +44,8 @@ export interface LoadtestReport {
   generatorLate: number;
   /** Requests that had to wait for a free connection slot. */
   queued: number;
+  /** Requests sent again after a failure (--retries); each request's answer is its last attempt's. */
+  retries: number;
   /** Requests due but never sent: the wait queue was full, or they still waited when the run ended. */
   dropped: number;
   events: { sent: number; acknowledged: number; perSecond: number };

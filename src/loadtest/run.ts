@@ -230,6 +230,7 @@ function summarize({ options, stats }: Run, window: Window): LoadtestReport {
     lateToleranceMs: options.lateToleranceMs,
     late: stats.late,
     generatorLate: stats.generatorLate,
+    retries: stats.retries,
     queued: stats.queued,
     dropped: stats.dropped,
     events: { sent: stats.eventsSent, acknowledged: stats.eventsAcknowledged, perSecond: perSecond(stats.eventsSent) },

@@ -39,6 +39,8 @@ export class Stats {
   dropped = 0;
   eventsSent = 0;
   eventsAcknowledged = 0;
+  /** Requests sent again after a failure (--retries): not in `sent`, whose answers are the last attempt's. */
+  retries = 0;
   reads = 0;
   /**
    * Sends since measureStart, whenever their request was due: the achieved rate. A saturated run
@@ -112,6 +114,10 @@ export class Stats {
     if (due < this.measureStart) return;
     this.errors++;
     this.failures.set(kind, (this.failures.get(kind) ?? 0) + 1);
+  }
+
+  retried(due: number): void {
+    if (due >= this.measureStart) this.retries++;
   }
 
   acknowledged(due: number, events: number): void {

@@ -1,13 +1,13 @@
 import { mkdirSync } from 'node:fs';
 import type { Database } from 'lmdb';
-import { randomUUID } from 'node:crypto';
 import { StoreUnavailableError } from '../core/errors.js';
-import type { ClaimedKey, KeyClaim } from '../core/idempotency.js';
+import type { KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
 import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
 import { AppliedTable } from './journal/applied.js';
 import { DEFAULT_JOURNAL } from './journal/defaults.js';
 import { JournalIngest, type IngestObserver, type JournalOptions } from './journal/ingest.js';
+import { KeyClaims } from './journal/key-claims.js';
 import { journalDirectory } from './journal/segments.js';
 import { JournalTail, type TailObserver } from './journal/tail.js';
 import { UnappliedIndex } from './journal/unapplied.js';
@@ -65,8 +65,7 @@ export class LmdbStore implements CounterStore {
   readonly #perTransaction: number;
   /** A claim older than this was left by a process that died before it journaled its batch. */
   readonly #claimLapseMs: number;
-  /** Who holds this process's claims of idempotency keys. */
-  readonly #claimant = randomUUID();
+  readonly #claims: KeyClaims | undefined;
   #closed = false;
 
   /** Opens the store; with a journal, reads every segment first and refuses to open on damage. */
@@ -112,6 +111,7 @@ export class LmdbStore implements CounterStore {
     this.#index = journal.index;
     this.#tail = journal.tail;
     this.#ingest = journal.ingest;
+    if (journal.ingest) this.#claims = new KeyClaims(tables, journal.index, journal.tail, this.#claimLapseMs);
     this.#poll = setInterval(() => this.#readJournals(), journal.pollMs);
     this.#poll.unref();
   }
@@ -121,7 +121,11 @@ export class LmdbStore implements CounterStore {
     this.#checkOpen();
     if (this.#ingest && !checkpoint) {
       await this.#ingest.append(deltas, keys, this.#claimLapseMs);
-      if (keys.length > 0) this.#resolveClaims(keys);
+      if (keys.length > 0) {
+        this.#claims!.resolve(keys).catch((error: unknown) =>
+          this.#observer.warning('idempotency keys were journaled but their claims stay until they lapse', { error: String(error) }),
+        );
+      }
       return;
     }
     if (keys.length > 0) throw new Error('idempotency keys are taken by a store that ingests (serve-http) only');
@@ -136,58 +140,24 @@ export class LmdbStore implements CounterStore {
     }
   }
 
-  /**
-   * A key journaled (by any process) and not yet applied is found in the index; one applied, or
-   * claimed by a request in flight, in LMDB. The claim is an LMDB write transaction, so that two
-   * processes cannot both hold a key. It lapses after a journal lease: a live process journals its
-   * batch well before that (see JournalIngest.append), or fails it and releases the key.
-   */
+  /** See KeyClaims. */
   async claimKey(key: string, fingerprint: string, now: number): Promise<KeyClaim> {
     this.#checkOpen();
-    if (this.#ingest === undefined) throw new Error('idempotency keys are taken by a store that ingests (serve-http) only');
-    this.#index!.refresh();
-    const journaled = this.#index!.keyRecord(key, now);
-    if (journaled) return { state: 'done', record: journaled };
     try {
-      return await this.#tables.root.transaction((): KeyClaim => {
-        const stored = this.#tables.keys.get(key);
-        if (stored?.expiresAt !== undefined && stored.expiresAt > now) {
-          const { fingerprint, expiresAt, status = 0, body = '' } = stored;
-          return { state: 'done', record: { key, fingerprint, expiresAt, status, body } };
-        }
-        if (stored?.claimedAt !== undefined && stored.claimedAt + this.#claimLapseMs > now) {
-          return { state: 'in-flight', fingerprint: stored.fingerprint };
-        }
-        this.#tables.keys.put(key, { fingerprint, claimedBy: this.#claimant, claimedAt: now });
-        return { state: 'claimed' };
-      });
+      return await this.#keyClaims().claim(key, fingerprint, now);
     } catch (error) {
       throw new StoreUnavailableError('embedded store: claiming an idempotency key failed', { cause: error });
     }
   }
 
-  /**
-   * Replaces this process's claims of journaled keys by their answers, so that a claim does not
-   * outlive its request (a repeat after the window expired would be refused as in flight). Not
-   * waited for: until it commits, the journal answers for the keys, and if it is lost in a
-   * crash, the claims lapse.
-   */
-  #resolveClaims(keys: readonly ClaimedKey[]): void {
-    const tables = this.#tables;
-    tables.root
-      .transaction(() => {
-        for (const { key, fingerprint, expiresAt, status, body } of keys) {
-          if (tables.keys.get(key)?.claimedBy === this.#claimant) tables.keys.put(key, { fingerprint, expiresAt, status, body });
-        }
-      })
-      .catch((error: unknown) => this.#observer.warning('idempotency keys were journaled but their claims stay until they lapse', { error: String(error) }));
-  }
-
   async releaseKey(key: string): Promise<void> {
     this.#checkOpen();
-    await this.#tables.root.transaction(() => {
-      if (this.#tables.keys.get(key)?.claimedBy === this.#claimant) this.#tables.keys.remove(key);
-    });
+    await this.#keyClaims().release(key);
+  }
+
+  #keyClaims(): KeyClaims {
+    if (this.#claims === undefined) throw new Error('idempotency keys are taken by a store that ingests (serve-http) only');
+    return this.#claims;
   }
 
   async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {

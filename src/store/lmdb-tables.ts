@@ -21,13 +21,16 @@ const NO_OVERWRITE = { noOverwrite: true };
 const KEYS_SWEPT_PER_JOB = 10_000;
 
 /**
- * An idempotency key in the `keys` table: held by a request in flight (`claimedBy`, `claimedAt`)
+ * An idempotency key in the `keys` table: held by a request in flight (`claimedBy`, `claimedAt`, …)
  * or, once its batch is applied, done with the answer it got (`expiresAt`, `status`, `body`).
  */
 export interface StoredKey {
   fingerprint: string;
   claimedBy?: string;
   claimedAt?: number;
+  /** The claiming process, and its machine and pid namespace: a claim of a dead process is taken over early. */
+  pid?: number;
+  host?: string;
   expiresAt?: number;
   status?: number;
   body?: string;

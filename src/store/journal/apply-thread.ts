@@ -15,19 +15,27 @@ export class ApplyThread {
   #worker: Worker | undefined;
   readonly #waiting = new Map<number, { resolve(answer: ApplyAnswer): void; reject(error: Error): void }>();
   #nextId = 0;
+  #closed = false;
 
   constructor(storeDirectory: string, journalDirectory: string) {
     this.#storeDirectory = storeDirectory;
     this.#journalDirectory = journalDirectory;
   }
 
+  /** Closed for good: a job asked for afterwards would start a thread that nobody stops. */
+  get closed(): boolean {
+    return this.#closed;
+  }
+
   async run(job: ApplyJob): Promise<ApplyOutcome> {
+    if (this.#closed) throw new Error("the journal's apply thread is closed");
     const answer = await this.#ask({ id: this.#nextId++, job });
     if (answer.error) throw answer.error.fenced ? new FencedError(answer.error.message) : new Error(answer.error.message);
     return answer.outcome!;
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
     if (this.#worker === undefined) return;
     await this.#ask({ id: this.#nextId++ });
     await this.#worker.terminate();

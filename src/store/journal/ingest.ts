@@ -198,7 +198,8 @@ export class JournalIngest {
   }
 
   #pump(): void {
-    if (this.#applying || this.#fenced) return;
+    // A takeover that was under way when close() began schedules its job after the thread closed.
+    if (this.#applying || this.#fenced || this.#thread.closed) return;
     const next = this.#due.entries().next();
     if (next.done) return;
     const [writer, upTo] = next.value;
@@ -290,7 +291,7 @@ export class JournalIngest {
       let claimed = false;
       // Committed before the apply thread reads the record.
       await this.#tables.root.transaction(() => {
-        if (!this.#applied.ownerLapsed(writer, Date.now(), this.#options.leaseMs)) return;
+        if (this.#closing || !this.#applied.ownerLapsed(writer, Date.now(), this.#options.leaseMs)) return;
         const record = this.#applied.writer(writer) ?? { owner: writer, heartbeat: 0, through: 0 };
         record.owner = this.id;
         delete record.retired;
