@@ -17,7 +17,8 @@ export async function ensureWrk() {
 
 /**
  * One wrk run against `url`: requests/s, answers that were not 2xx/3xx, and latency percentiles in
- * ms. `load` says what to send (see wrk/svc.lua): { paths }, { reads }, { bodies } or { domains }.
+ * ms. `load` says what to send (see wrk/svc.lua): { paths }, { reads }, { bodies } or { domains }, and
+ * `keys: true` an Idempotency-Key with each.
  */
 export async function runWrk(url, { seconds, connections, load = {}, threads = 1 }) {
   const env = { ...process.env };
@@ -26,6 +27,7 @@ export async function runWrk(url, { seconds, connections, load = {}, threads = 1
   if (load.bodies) env.BODIES = load.bodies;
   if (load.domains) env.DOMAINS = String(load.domains);
   if (load.paceMs) env.PACE_MS = String(load.paceMs);
+  if (load.keys) env.KEYS = '1';
   const run = await $({ env, quiet: true })`wrk -t${threads} -c${connections} -d${seconds}s --timeout 10s -s ${SCRIPT} ${url}`;
   const line = run.stdout.split('\n').find((l) => l.startsWith('{"wrk"'));
   if (!line) throw new Error(`wrk printed no summary:\n${run.stdout}\n${run.stderr}`);

@@ -111,7 +111,7 @@ export class LmdbStore implements CounterStore {
     this.#index = journal.index;
     this.#tail = journal.tail;
     this.#ingest = journal.ingest;
-    if (journal.ingest) this.#claims = new KeyClaims(tables, journal.index, journal.tail, this.#claimLapseMs);
+    if (journal.ingest) this.#claims = new KeyClaims(directory, tables, journal.index, journal.tail, this.#claimLapseMs);
     this.#poll = setInterval(() => this.#readJournals(), journal.pollMs);
     this.#poll.unref();
   }
@@ -119,15 +119,7 @@ export class LmdbStore implements CounterStore {
   /** Journaled with its keys in one record: the keys and the counts are there together or not at all. */
   async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
     this.#checkOpen();
-    if (this.#ingest && !checkpoint) {
-      await this.#ingest.append(deltas, keys, this.#claimLapseMs);
-      if (keys.length > 0) {
-        this.#claims!.resolve(keys).catch((error: unknown) =>
-          this.#observer.warning('idempotency keys were journaled but their claims stay until they lapse', { error: String(error) }),
-        );
-      }
-      return;
-    }
+    if (this.#ingest && !checkpoint) return this.#ingest.append(deltas, keys, this.#claimLapseMs);
     if (keys.length > 0) throw new Error('idempotency keys are taken by a store that ingests (serve-http) only');
     // Replay's batches (and writes of a process that does not ingest) go straight to LMDB.
     try {
@@ -152,7 +144,7 @@ export class LmdbStore implements CounterStore {
 
   async releaseKey(key: string): Promise<void> {
     this.#checkOpen();
-    await this.#keyClaims().release(key);
+    this.#keyClaims().release(key);
   }
 
   #keyClaims(): KeyClaims {
@@ -202,6 +194,7 @@ export class LmdbStore implements CounterStore {
     this.#closed = true;
     clearInterval(this.#poll);
     await this.#ingest?.close();
+    await this.#claims?.close();
     this.#tail?.close();
     await this.#tables.close();
   }

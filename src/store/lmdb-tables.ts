@@ -20,20 +20,12 @@ const NO_OVERWRITE = { noOverwrite: true };
 /** Expired keys removed per apply job, at most: a job's last transaction stays short. */
 const KEYS_SWEPT_PER_JOB = 10_000;
 
-/**
- * An idempotency key in the `keys` table: held by a request in flight (`claimedBy`, `claimedAt`, …)
- * or, once its batch is applied, done with the answer it got (`expiresAt`, `status`, `body`).
- */
+/** An idempotency key in the `keys` table: the answer its request got, stored with its counts. */
 export interface StoredKey {
   fingerprint: string;
-  claimedBy?: string;
-  claimedAt?: number;
-  /** The claiming process, and its machine and pid namespace: a claim of a dead process is taken over early. */
-  pid?: number;
-  host?: string;
-  expiresAt?: number;
-  status?: number;
-  body?: string;
+  expiresAt: number;
+  status: number;
+  body: string;
 }
 
 export function decodeCounts(value: Buffer | undefined): DomainCounts | undefined {
@@ -79,13 +71,13 @@ export class LmdbTables {
   }
 
   /**
-   * Stores the keys of applied requests with their answers, in place of their claims, and removes
-   * keys that expired. Call inside a write transaction.
+   * Stores the keys of applied requests with their answers, and removes keys that expired. Call
+   * inside the write transaction that marks their journal applied.
    */
   storeKeys(records: Iterable<KeyRecord>, now: number): void {
     for (const { key, fingerprint, expiresAt, status, body } of records) {
-      // Already forgotten: its key may be held by a newer request, which this must not undo.
-      if (expiresAt <= now) continue;
+      // Already forgotten, or a later use of the key was applied first (from another journal).
+      if (expiresAt <= now || (this.keys.get(key)?.expiresAt ?? 0) >= expiresAt) continue;
       this.keys.put(key, { fingerprint, expiresAt, status, body });
       this.keyExpiry.put([expiresAt, key], null);
     }

@@ -5,6 +5,8 @@
 --   BODIES=<file>  POST /events with each body of the file (bodies separated by form feeds), in turn
 --   DOMAINS=<n>    PUT /events/d<i>.example.com/delivered for i = 0 .. n-1, in turn
 --   (none)         GET /
+--   KEYS=1         every PUT and POST carries an Idempotency-Key of its own (a random prefix per
+--                  thread and a counter), as a client that retries safely sends
 --   PACE_MS=<n>    each connection waits n ms after an answer before its next request: a rate of
 --                  about connections × 1000 / n per second, for latency below saturation
 -- Each thread starts at a random place in the list. At the end one JSON line on stdout holds the
@@ -36,16 +38,27 @@ end
 
 math.randomseed(os.time() + tonumber(tostring({}):sub(8), 16))
 local i = #items > 0 and math.random(#items) or 0
+local keyed = os.getenv("KEYS") == "1"
+local keyPrefix = string.format("%08x%08x-", math.random(0, 0x7fffffff), math.random(0, 0x7fffffff))
+local sent = 0
+
+local function headers(base)
+  if not keyed then return base end
+  sent = sent + 1
+  local h = base or {}
+  h["Idempotency-Key"] = keyPrefix .. sent
+  return h
+end
 
 request = function()
   if kind == "get" then return wrk.format("GET", "/") end
   i = i % #items + 1
   if kind == "post" then
-    return wrk.format("POST", "/events", { ["Content-Type"] = "application/x-ndjson" }, items[i])
+    return wrk.format("POST", "/events", headers({ ["Content-Type"] = "application/x-ndjson" }), items[i])
   elseif kind == "read" then
     return wrk.format("GET", "/domains/" .. items[i])
   end
-  return wrk.format("PUT", "/events/" .. items[i] .. "/delivered")
+  return wrk.format("PUT", "/events/" .. items[i] .. "/delivered", headers(nil))
 end
 
 local pace = tonumber(os.getenv("PACE_MS") or "")

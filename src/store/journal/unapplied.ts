@@ -130,13 +130,15 @@ export class UnappliedIndex {
     return { delivered: (stored?.delivered ?? 0) + delivered, bounced: (stored?.bounced ?? 0) + bounced };
   }
 
-  /** A key journaled, not expired at `now`, and not yet stored in LMDB (its segment is not applied whole). */
-  keyRecord(key: string, now: number): KeyRecord | undefined {
+  /** The latest record of a key journaled and not yet stored in LMDB (its segment is not applied whole), if any. */
+  keyRecord(key: string): KeyRecord | undefined {
+    let latest: KeyRecord | undefined;
     for (const segment of this.#segments.values()) {
       const record = segment.keys.get(key);
-      if (record !== undefined && record.expiresAt > now && !this.appliedWhole(segment.writer, segment.seq)) return record;
+      if (record === undefined || this.appliedWhole(segment.writer, segment.seq)) continue;
+      if (latest === undefined || record.expiresAt > latest.expiresAt) latest = record;
     }
-    return undefined;
+    return latest;
   }
 
   /** Distinct (segment, domain) entries held, and the bytes they take. */
