@@ -3,7 +3,10 @@
 // ceiling measured in the same run: the driver itself doing the same bulk upserts of the same
 // batches, as fast as the server takes them. Prints one table and writes bench/results/mongo-<date>.json.
 //
-//   node scripts/bench-mongo.mjs [--events 20000] [--domains 1000] [--batch 1000]
+//   node scripts/bench-mongo.mjs [--events 20000] [--domains 1000] [--batch 1000] [--backend sqlite|postgresql]
+//
+// --backend postgresql runs FerretDB on the local PostgreSQL (FERRETDB_POSTGRESQL, default
+// postgres://postgres@127.0.0.1:5432) in a fresh database, dropped afterwards.
 import { spawn, execFileSync } from 'node:child_process';
 import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { cpus, tmpdir } from 'node:os';
@@ -15,7 +18,13 @@ import { request } from 'undici';
 import { startDaemon } from './bench/processes.mjs';
 
 const { values } = parseArgs({
-  options: { out: { type: 'string' }, events: { type: 'string', default: '20000' }, domains: { type: 'string', default: '1000' }, batch: { type: 'string', default: '1000' } },
+  options: {
+    out: { type: 'string' },
+    events: { type: 'string', default: '20000' },
+    domains: { type: 'string', default: '1000' },
+    batch: { type: 'string', default: '1000' },
+    backend: { type: 'string', default: 'sqlite' },
+  },
 });
 const EVENTS = Number(values.events);
 const DOMAINS = Number(values.domains);
@@ -61,7 +70,7 @@ try {
   console.log(`\nratio serve-http / ceiling: ${result.ratio.toFixed(2)} (server: ${server})`);
   mkdirSync(join(root, 'bench/results'), { recursive: true });
   // --out: where `npm run bench` collects it; otherwise a dated file of its own.
-  const file = values.out ?? join(root, 'bench/results', `mongo-${result.date.slice(0, 10)}.json`);
+  const file = values.out ?? join(root, 'bench/results', `mongo-${values.backend === 'postgresql' ? 'postgresql-' : ''}${result.date.slice(0, 10)}.json`);
   writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
   console.log(`written to ${file}`);
 } finally {
@@ -125,16 +134,22 @@ async function mongoServer() {
   const binary = execFileSync('bash', [join(root, 'scripts/ferretdb/build.sh')], { stdio: ['ignore', 'pipe', 'inherit'] }).toString().trim();
   const dir = mkdtempSync(join(tmpdir(), 'svc-bench-ferretdb-'));
   const port = 27000 + Math.floor(Math.random() * 1000);
-  const child = spawn(binary, ['--handler=sqlite', `--sqlite-url=file:${dir}/`, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=error'], { stdio: 'ignore' });
+  const postgresql = values.backend === 'postgresql';
+  const pg = process.env.FERRETDB_POSTGRESQL ?? 'postgres://postgres@127.0.0.1:5432';
+  const database = `svc_bench_${Date.now().toString(36)}`;
+  if (postgresql) execFileSync('psql', [`${pg}/postgres`, '-q', '-c', `CREATE DATABASE ${database}`]);
+  const storage = postgresql ? ['--handler=postgresql', `--postgresql-url=${pg}/${database}`] : ['--handler=sqlite', `--sqlite-url=file:${dir}/`];
+  const child = spawn(binary, [...storage, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=error'], { stdio: 'ignore' });
   await sleep(1500);
   const version = execFileSync(binary, ['--version']).toString().split('\n')[0];
   return {
-    server: `FerretDB ${version.replace('version: ', '')} (SQLite backend)`,
+    server: `FerretDB ${version.replace('version: ', '')} (${postgresql ? 'PostgreSQL' : 'SQLite'} backend)`,
     uri: `mongodb://127.0.0.1:${port}`,
     stopServer: async () => {
       child.kill('SIGTERM');
       await new Promise((resolve) => child.on('exit', resolve));
       rmSync(dir, { recursive: true, force: true });
+      if (postgresql) execFileSync('psql', [`${pg}/postgres`, '-q', '-c', `DROP DATABASE IF EXISTS ${database} WITH (FORCE)`]);
     },
   };
 }

@@ -45,23 +45,33 @@ export interface FerretDb {
   signal(signal: NodeJS.Signals): void;
 }
 
-/** Starts FerretDB on its SQLite backend in a fresh temporary directory on a free port. */
-export async function startFerretDb(binary: string, port?: number): Promise<FerretDb> {
+/**
+ * FerretDB's storage: SQLite (the default) or the local PostgreSQL (`FERRETDB_BACKEND=postgresql`,
+ * at `FERRETDB_POSTGRESQL`, default postgres://postgres@127.0.0.1:5432), closer to how MongoDB
+ * behaves under concurrent writes.
+ */
+export type FerretDbBackend = 'sqlite' | 'postgresql';
+export const ferretDbBackend = (): FerretDbBackend => (process.env.FERRETDB_BACKEND === 'postgresql' ? 'postgresql' : 'sqlite');
+const POSTGRESQL = process.env.FERRETDB_POSTGRESQL ?? 'postgres://postgres@127.0.0.1:5432';
+
+/** Runs one SQL statement on the PostgreSQL server with psql. */
+async function psql(statement: string): Promise<void> {
+  await promisify(execFile)('psql', [`${POSTGRESQL}/postgres`, '-v', 'ON_ERROR_STOP=1', '-q', '-c', statement]);
+}
+
+/** Starts FerretDB in a fresh temporary directory (and, on PostgreSQL, a fresh database) on a free port. */
+export async function startFerretDb(binary: string, port?: number, backend = ferretDbBackend()): Promise<FerretDb> {
   const dir = mkdtempSync(join(tmpdir(), 'svc-ferretdb-'));
+  const database = `svc_ferretdb_${Date.now().toString(36)}_${process.pid}`;
+  if (backend === 'postgresql') await psql(`CREATE DATABASE ${database}`);
+  const storage =
+    backend === 'postgresql' ? ['--handler=postgresql', `--postgresql-url=${POSTGRESQL}/${database}`] : ['--handler=sqlite', `--sqlite-url=file:${dir}/`];
   port ??= await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
     child = spawn(
       binary,
-      [
-        '--handler=sqlite',
-        `--sqlite-url=file:${dir}/`,
-        `--state-dir=${dir}`,
-        `--listen-addr=127.0.0.1:${port}`,
-        '--debug-addr=-',
-        '--telemetry=disable',
-        '--log-level=error',
-      ],
+      [...storage, `--state-dir=${dir}`, `--listen-addr=127.0.0.1:${port}`, '--debug-addr=-', '--telemetry=disable', '--log-level=error'],
       { stdio: 'ignore' },
     );
     await waitForPort(port!, 15_000);
@@ -85,6 +95,7 @@ export async function startFerretDb(binary: string, port?: number): Promise<Ferr
       child?.kill('SIGCONT');
       await stop();
       rmSync(dir, { recursive: true, force: true });
+      if (backend === 'postgresql') await psql(`DROP DATABASE IF EXISTS ${database} WITH (FORCE)`);
     },
   };
 }
