@@ -258,6 +258,52 @@ describe.skipIf(!ferretdbBinary)('Idempotency-Key on MongoDB while the server is
     await ferret?.destroy();
   });
 
+  it('counts every batch exactly once when FerretDB is killed in the middle of batches and clients retry with their keys', async () => {
+    const store = `${ferret.uri}/svc_keys_killed`;
+    const daemon = await startDaemon('serve-http', ['--store', store, '--store-timeout', '500ms']);
+    try {
+      // 40 batches of 50 distinct domains each, 4 clients at once; FerretDB upserts a few hundred
+      // documents a second, so the kill lands in the middle of a batch's writes.
+      const bodies = Array.from({ length: 40 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`k${(b * 7 + i) % 120}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const answers: number[][] = bodies.map(() => []);
+      let next = 0;
+      const client = async () => {
+        for (let b = next++; b < bodies.length; b = next++) {
+          // Retried with the same key until answered 200.
+          for (let attempt = 0; attempt < 200; attempt++) {
+            const answer = await post(daemon.url, bodies[b]!, `batch-${b}`);
+            answers[b]!.push(answer.status);
+            if (answer.status === 200) break;
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+        }
+      };
+      const clients = Promise.all(Array.from({ length: 4 }, client));
+      await new Promise((resolve) => setTimeout(resolve, 700));
+      await ferret.stop(true);
+      await new Promise((resolve) => setTimeout(resolve, 2500));
+      await ferret.restart();
+      await clients;
+      expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      // The outage was seen: some requests were refused or left in doubt, and retried.
+      expect(answers.some((statuses) => statuses.length > 1)).toBe(true);
+
+      const expected = new Map<string, { delivered: number; bounced: number }>();
+      for (const body of bodies) {
+        for (const text of body.trim().split('\n')) {
+          const { domain, type } = JSON.parse(text) as { domain: string; type: 'delivered' | 'bounced' };
+          const counts = expected.get(domain) ?? { delivered: 0, bounced: 0 };
+          counts[type]++;
+          expected.set(domain, counts);
+        }
+      }
+      expect(await storedCounts(store, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await daemon.stop('SIGKILL');
+      await dropDatabase(store).catch(() => {});
+    }
+  }, 120_000);
+
   it('answers 503 and keeps no key while MongoDB is unreachable; the retry afterwards is counted once', async () => {
     const store = `${ferret.uri}/svc_keys_down`;
     const daemon = await startDaemon('serve-http', ['--store', store, '--store-timeout', '500ms']);

@@ -140,7 +140,9 @@ describe.skipIf(!ferretdbBinary)('svc when MongoDB goes away (FerretDB stopped a
       const load = putEvents(daemon.url, events, 16);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       await server.stop(true);
-      await new Promise((resolve) => setTimeout(resolve, 2000));
+      // Longer than a batch may wait for the store (three times --store-timeout): a shorter outage
+      // is ridden out, the batch in flight retried until the server is back.
+      await new Promise((resolve) => setTimeout(resolve, 5000));
       await server.restart();
       const statuses = await load;
       const acknowledged = events.filter((_, i) => statuses[i] === 204);

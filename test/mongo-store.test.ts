@@ -32,12 +32,14 @@ describe.skipIf(!serverUri)('MongoStore', () => {
       await dropDatabase(uri);
     });
 
-    it('keeps one document per domain: { _id: domain, delivered: int64, bounced: int64 }', async () => {
+    it('keeps one document per domain: { _id: domain, delivered: int64, bounced: int64, w: { <writer slot>: <batch> } }', async () => {
       await store.applyBatch(new Map([['shape.example', { delivered: 3, bounced: 0 }]]));
       const client = new MongoClient(uri);
       try {
         const document = await client.db().collection('domains').findOne({ _id: 'shape.example' as never }, { promoteLongs: false });
-        expect(Object.keys(document!).sort()).toEqual(['_id', 'bounced', 'delivered']);
+        expect(Object.keys(document!).sort()).toEqual(['_id', 'bounced', 'delivered', 'w']);
+        // The guard of the batch that wrote it last: this store's writer slot and batch number.
+        expect(Object.values(document!.w)).toEqual([expect.any(Number)]);
         expect(document!.delivered._bsontype).toBe('Long');
         expect(document!.bounced._bsontype).toBe('Long');
         expect(Number(document!.delivered)).toBe(3);

@@ -4,18 +4,18 @@ import {
   MongoClient,
   MongoServerError,
   type AnyBulkWriteOperation,
-  type ClientSession,
   type Collection,
   type ReadPreferenceMode,
   type W,
 } from 'mongodb';
 import { ConnectionString } from 'mongodb-connection-string-url';
 import { randomUUID } from 'node:crypto';
-import { StoreUnavailableError } from '../core/errors.js';
+import { InDoubtError, StoreUnavailableError } from '../core/errors.js';
 import { fnv1a } from '../core/hash.js';
 import type { ClaimedKey, KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
 import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
+import { WriterSlots, type SlotDocument } from './mongo-writer-slots.js';
 
 export interface MongoStoreOptions {
   collection: string;
@@ -34,6 +34,30 @@ interface DomainDocument {
   _id: string;
   delivered: Long | number;
   bounced: Long | number;
+  /** Per writer slot, the last of its batches applied to this document (see #applyLogged). */
+  w?: Record<string, number>;
+}
+
+/**
+ * A live batch, logged before any of it is written and deleted once all of it is: if its writer
+ * dies half-way, whoever takes the writer's slot applies it again, and the documents' guards
+ * skip what was already applied.
+ */
+interface BatchDocument {
+  _id: string;
+  slot: number;
+  seq: number;
+  /** The deltas as three arrays of one length (FerretDB stores no arrays of arrays). */
+  domains: string[];
+  delivered: number[];
+  bounced: number[];
+  keys: Array<Omit<ClaimedKey, 'claimedAt'> & { claimedBy: string }>;
+}
+
+type Entry = [domain: string, delivered: number, bounced: number];
+
+function entriesOf(batch: BatchDocument): Entry[] {
+  return batch.domains.map((domain, i) => [domain, batch.delivered[i]!, batch.bounced[i]!]);
 }
 
 /** While a replay run is in progress, the documents it touched carry `replay_<run>: <last chunk applied>`. */
@@ -67,6 +91,13 @@ interface KeyDocument {
  * writer never stores a key that a repeat may have taken over.
  */
 const CLAIM_LAPSE_MS = 60_000;
+/** How long a lane waits for a command given up on to settle before it sends the next one. */
+const LANE_QUIET_MS = 60_000;
+/** Lanes on MongoDB: commands of different domains in flight at once. */
+const MONGODB_LANES = 4;
+/** A writer slot whose holder is silent this long is taken over, and its logged batches applied. */
+const SLOT_LEASE_MS = 15_000;
+
 /** Where the server has no TTL index, how often expired keys are removed. */
 const KEY_SWEEP_MS = 10 * 60_000;
 
@@ -92,14 +123,14 @@ const FERRETDB_LANES = 8;
 
 /** What the connected server can do, learned once per store. */
 interface ServerProfile {
-  transactions: boolean;
   operationsPerWrite: number;
   /**
    * FerretDB 1.24 applies `$inc` as read, modify, write without isolation, so two concurrent
    * updates of one document can lose one increment. There, a batch's domains are written in
    * lanes chosen by a hash of the domain: lanes run in parallel, each one write at a time, so a
    * domain is only ever written by one lane and never twice at once, and a single process stays
-   * exact. MongoDB's `$inc` is atomic and needs none of this (0 lanes).
+   * exact. MongoDB's `$inc` is atomic, but lanes keep each document's batches in order there too,
+   * which the batches' guards need (see #applyLogged).
    */
   lanes: number;
   /** TTL indexes remove expired keys; without them (FerretDB 1.24) serve-http removes them itself. */
@@ -118,6 +149,13 @@ export class MongoStore implements CounterStore {
   readonly #domains: Collection<DomainDocument>;
   readonly #replays: Collection<CheckpointDocument>;
   readonly #keys: Collection<KeyDocument>;
+  readonly #batches: Collection<BatchDocument>;
+  readonly #slots: WriterSlots;
+  /** This process's writer slot, once it has one (the first live batch takes it). */
+  #slot: Promise<number> | undefined;
+  /** Batches being applied, which close() lets finish. */
+  readonly #completing = new Set<Promise<void>>();
+  #timers: NodeJS.Timeout[] = [];
   /** Who holds this process's claims of idempotency keys. */
   readonly #claimant = randomUUID();
   /** Longest a write command may take before its batch fails (see #answered). */
@@ -127,6 +165,8 @@ export class MongoStore implements CounterStore {
   #profile: Promise<ServerProfile> | undefined;
   /** Per lane, its last write (see ServerProfile.lanes); the first one also orders replay chunks. */
   #lanes: Array<Promise<unknown>> = [];
+  /** Per lane, when its last command settled (see #bulkWrite). */
+  #laneSettled: Array<Promise<unknown>> = [];
   #connected = false;
   #closed = false;
   #lastKeySweep = 0;
@@ -153,38 +193,183 @@ export class MongoStore implements CounterStore {
     this.#domains = db.collection<DomainDocument>(options.collection);
     this.#replays = db.collection<CheckpointDocument>(`${options.collection}_replays`);
     this.#keys = db.collection<KeyDocument>(`${options.collection}_keys`);
+    this.#batches = db.collection<BatchDocument>(`${options.collection}_batches`);
+    this.#slots = new WriterSlots(db.collection<SlotDocument>(`${options.collection}_writers`), SLOT_LEASE_MS);
   }
 
-  /**
-   * With transactions, the counts and the batch's keys are written in one. Without them
-   * (FerretDB, standalone servers), the keys are written after the counts: a failure between the
-   * two fails the batch (503) with its counts in, and a retry counts them again.
-   */
   async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
     this.#checkOpen();
     await this.#guard(async () => {
       const profile = await this.#serverProfile();
-      if (checkpoint) {
-        await this.#serialized(profile, () => this.#applyChunk(deltas, checkpoint, profile));
-      } else if (profile.transactions) {
-        // All or nothing: a failed batch is answered 503 and retried by its clients, so half of it
-        // must not stay behind.
-        const session = this.#client.startSession({ defaultTransactionOptions: { readPreference: 'primary' } });
-        try {
-          await session.withTransaction(async () => {
-            checkClaims(keys);
-            await this.#write(counterUpdates(deltas), profile, session);
-            await this.#storeKeys(keys, session);
-          });
-        } finally {
-          await session.endSession();
-        }
-      } else {
-        checkClaims(keys);
-        await this.#writeInLanes(deltas, profile);
-        await this.#storeKeys(keys);
-      }
+      if (checkpoint) await this.#serialized(profile, () => this.#applyChunk(deltas, checkpoint, profile));
+      else await this.#applyLogged(deltas, keys, profile);
     });
+  }
+
+  /**
+   * A live batch, applied exactly once without multi-document transactions, on MongoDB and
+   * FerretDB alike. The batch gets a number of this process's writer slot and is logged whole in
+   * `<collection>_batches`; then each upsert carries the number in the document's `w.<slot>` and
+   * only matches a document whose number for the slot is lower, so applying the batch again
+   * changes nothing already applied (lanes apply a document's batches in order). Once logged, the
+   * batch is finished whatever happens: every step is retried until it succeeds, the request is
+   * answered 503 (in doubt) if that takes longer than the store's deadline, and a batch whose
+   * process died is finished by the next holder of its slot. A log that fails is deleted again,
+   * and the batch answered 503: nothing of it counted.
+   */
+  async #applyLogged(deltas: Deltas, keys: readonly ClaimedKey[], profile: ServerProfile): Promise<void> {
+    checkClaims(keys);
+    const slot = await this.#writerSlot();
+    if (!this.#slots.fresh()) throw new StoreUnavailableError('MongoDB: the writer lease could not be renewed in time; retry');
+    let seq: number | undefined;
+    while ((seq = this.#slots.takeSeq()) === undefined) await this.#answered(this.#slots.reserve());
+    const batch: BatchDocument = {
+      _id: `${slot}:${seq}`,
+      slot,
+      seq,
+      domains: [...deltas.keys()],
+      delivered: [...deltas.values()].map((counts) => counts.delivered),
+      bounced: [...deltas.values()].map((counts) => counts.bounced),
+      keys: keys.map(({ key, fingerprint, expiresAt, status, body }) => ({ key, fingerprint, expiresAt, status, body, claimedBy: this.#claimant })),
+    };
+    // Queued in the lanes now, in the order of the numbers, to run once the batch is logged.
+    const logged = this.#log(batch);
+    logged.catch((error: unknown) => {
+      if (error instanceof InDoubtError) void this.#abandon(batch);
+    });
+    const done = this.#finish(batch, profile, logged.then(() => true, () => false));
+    await logged;
+    this.#completing.add(done);
+    void done.finally(() => this.#completing.delete(done)).catch(() => {});
+    let timer: NodeJS.Timeout | undefined;
+    const deadline = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new InDoubtError('MongoDB: the batch is logged but not yet applied; it will be counted once, in the background')), this.#deadlineMs);
+    });
+    await Promise.race([done, deadline]).finally(() => clearTimeout(timer));
+  }
+
+  /** Logs a batch; if that fails, makes sure it is not logged, or says it may be (InDoubtError). */
+  async #log(batch: BatchDocument): Promise<void> {
+    try {
+      await this.#answered(this.#batches.insertOne(batch));
+    } catch (error) {
+      // Not logged, or maybe logged: then it must not be applied later behind the client's back.
+      const removed = await this.#answered(this.#batches.deleteOne({ _id: batch._id })).then(() => true, () => false);
+      if (removed) throw error;
+      throw new InDoubtError(`MongoDB: the batch may have been logged and may yet be counted: ${(error as Error).message}`, { cause: error });
+    }
+  }
+
+  /**
+   * A batch whose log may have landed and was not applied: once the server answers, its log is
+   * deleted, so that nobody applies it, and its keys are let go, so that their retries are counted.
+   */
+  async #abandon(batch: BatchDocument): Promise<void> {
+    await this.#untilDone(() => this.#answered(this.#batches.deleteOne({ _id: batch._id })).then(() => {}));
+    const keys = batch.keys.map(({ key }) => key);
+    if (keys.length > 0) await this.#untilDone(() => this.#answered(this.#keys.deleteMany({ _id: { $in: keys }, claimedBy: this.#claimant })).then(() => {}));
+  }
+
+  /**
+   * Applies a logged batch in lanes, stores its keys and deletes its log, each step retried until
+   * done. Its writes are queued at once; they wait for `logged`, and are skipped if it was not.
+   */
+  async #finish(batch: BatchDocument, profile: ServerProfile, logged: Promise<boolean> = Promise.resolve(true)): Promise<void> {
+    const mark = `w.${batch.slot}`;
+    const lanes = Math.max(1, profile.lanes);
+    const parts = Array.from({ length: lanes }, () => [] as Entry[]);
+    for (const entry of entriesOf(batch)) parts[(fnv1a(entry[0]) >>> 0) % lanes]!.push(entry);
+    const written = parts.map((part, lane) =>
+      part.length === 0
+        ? undefined
+        : this.#inLane(lane, async () => {
+            if (await logged) await this.#untilDone(() => this.#writeGuarded(part, mark, batch.seq, profile, lane));
+          }),
+    );
+    if (!(await logged)) return;
+    await Promise.all(written);
+    await this.#untilDone(() => this.#storeKeys(batch.keys));
+    await this.#untilDone(() => this.#answered(this.#batches.deleteOne({ _id: batch._id })).then(() => {}));
+  }
+
+  /** Upserts guarded by the batch's number in `mark`: a document that already has it is left alone. */
+  async #writeGuarded(part: Entry[], mark: string, seq: number, profile: ServerProfile, lane: number): Promise<void> {
+    const operations: Operation[] = part.map(([domain, delivered, bounced]) => ({
+      updateOne: {
+        filter: { _id: domain, [mark]: { $not: { $gte: seq } } },
+        update: { $inc: { delivered: Long.fromNumber(delivered), bounced: Long.fromNumber(bounced) }, $set: { [mark]: seq } },
+        upsert: true,
+      },
+    }));
+    await this.#write(operations, profile, (failed) => this.#notYetApplied(failed, mark, seq), lane);
+  }
+
+  /** Of upserts that failed on a duplicate key, those whose document does not hold `mark` >= `value` yet (an insert race). */
+  async #notYetApplied(failed: Operation[], mark: string, value: number): Promise<Operation[]> {
+    const ids = failed.map((op) => (op as { updateOne: { filter: { _id: string } } }).updateOne.filter._id);
+    const applied = new Set<string>();
+    const [field, sub] = mark.split('.');
+    for await (const document of this.#domains.find({ _id: { $in: ids } }, { projection: { [mark]: 1 } })) {
+      let seen: unknown = (document as unknown as Record<string, unknown>)[field!];
+      if (sub !== undefined) seen = (seen as Record<string, unknown> | undefined)?.[sub];
+      if (typeof seen === 'number' && seen >= value) applied.add(document._id);
+    }
+    return failed.filter((_, i) => !applied.has(ids[i]!));
+  }
+
+  /** Retries `step` until it succeeds, unless the store is closed or this process lost its slot. */
+  async #untilDone(step: () => Promise<void>): Promise<void> {
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await step();
+      } catch (error) {
+        if (this.#closed || !this.#slots.fresh()) throw error;
+        await new Promise((resolve) => setTimeout(resolve, Math.min(2_000, 100 * 2 ** attempt)));
+      }
+    }
+  }
+
+  /**
+   * Takes a writer slot at the first live batch, finishes what its last holder left logged, and
+   * from then on renews its lease and finishes the batches of slots whose holder died.
+   */
+  #writerSlot(): Promise<number> {
+    this.#slot ??= (async () => {
+      const slot = await this.#answered(this.#slots.acquire());
+      await this.#recover(slot, await this.#serverProfile());
+      this.#timers = [
+        setInterval(() => void this.#slots.heartbeat().catch(() => {}), SLOT_LEASE_MS / 5),
+        setInterval(() => void this.#recoverLapsed().catch(() => {}), SLOT_LEASE_MS / 3),
+      ];
+      for (const timer of this.#timers) timer.unref();
+      return slot;
+    })().catch((error: unknown) => {
+      this.#slot = undefined;
+      throw error;
+    });
+    return this.#slot;
+  }
+
+  /** Finishes every batch logged under `slot`, in order. */
+  async #recover(slot: number, profile: ServerProfile): Promise<void> {
+    const logged = await this.#batches.find({ slot }).sort({ seq: 1 }).toArray();
+    for (const batch of logged) await this.#finish(batch, profile);
+  }
+
+  /** Takes over, one at a time, the slots whose holder died with batches logged, and finishes them. */
+  async #recoverLapsed(): Promise<void> {
+    const profile = await this.#serverProfile();
+    for (const slot of await this.#slots.lapsed()) {
+      if ((await this.#batches.countDocuments({ slot }, { limit: 1 })) === 0) continue;
+      if (!(await this.#slots.takeLapsed(slot))) continue;
+      try {
+        const logged = await this.#batches.find({ slot }).sort({ seq: 1 }).toArray();
+        // Through this process's lanes: its own batches may write the same documents.
+        for (const batch of logged) await this.#finish(batch, profile);
+      } finally {
+        await this.#slots.release(slot);
+      }
+    }
   }
 
   /**
@@ -234,18 +419,22 @@ export class MongoStore implements CounterStore {
     await this.#guard(() => this.#answered(this.#keys.deleteOne({ _id: key, claimedBy: this.#claimant })));
   }
 
-  /** Turns the batch's claims into done keys; a claim another process took over fails the batch. */
-  async #storeKeys(keys: readonly ClaimedKey[], session?: ClientSession): Promise<void> {
+  /**
+   * Turns a batch's claims into done keys. Idempotent: a key already done with this answer
+   * matches too, so a batch finished again (after a failure, by another process) stores nothing
+   * twice. A claim another process took over (it lapsed) fails the batch.
+   */
+  async #storeKeys(keys: BatchDocument['keys']): Promise<void> {
     if (keys.length === 0) return;
     const result = await this.#answered(
       this.#keys.bulkWrite(
-        keys.map(({ key, fingerprint, expiresAt, status, body }) => ({
+        keys.map(({ key, fingerprint, expiresAt, status, body, claimedBy }) => ({
           replaceOne: {
-            filter: { _id: key, claimedBy: this.#claimant },
+            filter: { _id: key, $or: [{ claimedBy }, { fingerprint, expiresAt: new Date(expiresAt) }] },
             replacement: { fingerprint, expiresAt: new Date(expiresAt), status, body },
           },
         })),
-        { ordered: false, session },
+        { ordered: false },
       ),
     );
     if (result.matchedCount !== keys.length) throw new Error('an idempotency key of the batch was taken over by another process');
@@ -282,29 +471,13 @@ export class MongoStore implements CounterStore {
         },
       });
     }
-    await this.#write(operations, profile, undefined, async (failed) => {
-      // A duplicate key means "already applied" unless an insert race with another writer caused it.
-      const ids = failed.map((op) => (op as { updateOne: { filter: { _id: string } } }).updateOne.filter._id);
-      const applied = new Set<string>();
-      for await (const document of this.#domains.find({ _id: { $in: ids } }, { projection: { [marker]: 1 } })) {
-        const chunk = (document as unknown as Record<string, unknown>)[marker];
-        if (typeof chunk === 'number' && chunk >= checkpoint.chunk) applied.add(document._id);
-      }
-      return failed.filter((_, i) => !applied.has(ids[i]!));
-    });
+    // A duplicate key means "already applied" unless an insert race with another writer caused it.
+    await this.#write(operations, profile, (failed) => this.#notYetApplied(failed, marker, checkpoint.chunk), 0);
     const { source, ...progress } = checkpoint;
     await this.#replays.replaceOne({ _id: source }, progress, { upsert: true });
     if (checkpoint.done) {
       await this.#domains.updateMany({ [marker]: { $exists: true } }, { $unset: { [marker]: '' } });
     }
-  }
-
-  /** Writes the counts of a batch, in lanes where the server needs them (see ServerProfile.lanes). */
-  async #writeInLanes(deltas: Deltas, profile: ServerProfile): Promise<void> {
-    if (profile.lanes === 0) return this.#write(counterUpdates(deltas), profile);
-    const parts = Array.from({ length: profile.lanes }, () => new Map<string, DomainCounts>());
-    for (const [domain, delta] of deltas) parts[(fnv1a(domain) >>> 0) % profile.lanes]!.set(domain, delta);
-    await Promise.all(parts.map((part, lane) => (part.size === 0 ? undefined : this.#inLane(lane, () => this.#write(counterUpdates(part), profile)))));
   }
 
   /** Runs `write` after the lane's previous write. */
@@ -314,9 +487,9 @@ export class MongoStore implements CounterStore {
     return next;
   }
 
-  /** Replay chunks, one at a time where the server needs it: replay is the only writer of its process. */
-  #serialized(profile: ServerProfile, write: () => Promise<void>): Promise<void> {
-    return profile.lanes === 0 ? write() : this.#inLane(0, write);
+  /** Replay chunks, one at a time: replay is the only writer of its process. */
+  #serialized(_profile: ServerProfile, write: () => Promise<void>): Promise<void> {
+    return this.#inLane(0, write);
   }
 
   async get(domain: string): Promise<DomainCounts | undefined> {
@@ -344,9 +517,17 @@ export class MongoStore implements CounterStore {
     await this.#guard(() => this.#domains.db.command({ ping: 1 }));
   }
 
+  /**
+   * Lets batches being finished finish (for a while), then gives the writer slot back: whoever
+   * takes it next finishes what is still logged.
+   */
   async close(): Promise<void> {
     if (this.#closed) return;
+    for (const timer of this.#timers) clearInterval(timer);
+    await Promise.race([Promise.allSettled(this.#completing), new Promise((resolve) => setTimeout(resolve, this.#deadlineMs).unref())]);
     this.#closed = true;
+    const slot = this.#slots.slot;
+    if (slot !== undefined) await this.#answered(this.#slots.release(slot)).catch(() => {});
     await this.#client.close();
   }
 
@@ -390,20 +571,16 @@ export class MongoStore implements CounterStore {
   }
 
   /**
-   * Sends the operations in commands of the server's size. An upsert that loses an insert race
-   * with another writer fails with a duplicate key without changing anything; `retryable` picks
-   * which of those to send again (all of them, by default).
+   * Sends the operations in commands of the server's size. A guarded upsert whose document
+   * already holds its mark fails with a duplicate key without changing anything, as does one that
+   * loses an insert race with another writer; `retryable` picks, from a command that had such
+   * failures, the operations to send again: those whose document does not hold the mark yet.
    */
-  async #write(
-    operations: Operation[],
-    profile: ServerProfile,
-    session?: ClientSession,
-    retryable: (failed: Operation[]) => Promise<Operation[]> = async (failed) => failed,
-  ): Promise<void> {
+  async #write(operations: Operation[], profile: ServerProfile, retryable: (failed: Operation[]) => Promise<Operation[]>, lane: number): Promise<void> {
     for (let i = 0; i < operations.length; i += profile.operationsPerWrite) {
       let pending = operations.slice(i, i + profile.operationsPerWrite);
       for (let attempt = 0; pending.length > 0; attempt++) {
-        const failed = await this.#bulkWrite(pending, session);
+        const failed = await this.#bulkWrite(pending, lane);
         if (failed.length === 0) break;
         if (attempt === DUPLICATE_RETRIES) throw new StoreUnavailableError('MongoDB: upserts kept colliding on duplicate keys');
         pending = await retryable(failed);
@@ -411,32 +588,38 @@ export class MongoStore implements CounterStore {
     }
   }
 
-  /** One unordered bulkWrite; returns the operations that failed on a duplicate key, throws on anything else. */
-  async #bulkWrite(operations: Operation[], session?: ClientSession): Promise<Operation[]> {
+  /**
+   * One unordered bulkWrite; after duplicate-key failures returns its operations to check again,
+   * throws on anything else. A lane sends its next command only once its last one has settled, even one
+   * given up on at the deadline (for at most LANE_QUIET_MS): on FerretDB a command still running
+   * could otherwise read a document before the retry's write and overwrite the next batch's.
+   */
+  async #bulkWrite(operations: Operation[], lane: number): Promise<Operation[]> {
+    await this.#laneSettled[lane];
+    const command = this.#domains.bulkWrite(operations, { ordered: false });
+    const quiet = new Promise((resolve) => setTimeout(resolve, LANE_QUIET_MS).unref());
+    this.#laneSettled[lane] = Promise.race([command.then(() => {}, () => {}), quiet]);
     try {
-      await this.#answered(this.#domains.bulkWrite(operations, { ordered: false, session }));
+      await this.#answered(command);
       return [];
     } catch (error) {
       if (!(error instanceof MongoBulkWriteError)) throw error;
       const writeErrors = Array.isArray(error.writeErrors) ? error.writeErrors : [error.writeErrors];
       if (writeErrors.length === 0 || writeErrors.some((e) => e.code !== DUPLICATE_KEY)) throw error;
-      return writeErrors.map((e) => operations[e.index]!);
+      // FerretDB 1.24 stops an unordered command at its first error without saying so: every
+      // operation is checked again, not only those that failed (the guards make that safe).
+      return operations;
     }
   }
 
-  /**
-   * Replica sets and sharded clusters have multi-document transactions; standalone servers and
-   * FerretDB do not. Asked once, and again after a failure (the server may have been down).
-   */
+  /** What the server is: FerretDB needs lanes and small commands. Asked once, and again after a failure (the server may have been down). */
   #serverProfile(): Promise<ServerProfile> {
     this.#profile ??= (async () => {
-      const admin = this.#domains.db.admin();
-      const [hello, buildInfo] = await this.#answered(Promise.all([admin.command({ hello: 1 }), admin.command({ buildInfo: 1 })]));
+      const buildInfo = await this.#answered(this.#domains.db.admin().command({ buildInfo: 1 }));
       const ferretdb = buildInfo.ferretdbVersion !== undefined;
       return {
-        transactions: !ferretdb && (Boolean(hello.setName) || hello.msg === 'isdbgrid'),
         operationsPerWrite: this.#operationsPerWrite ?? (ferretdb ? OPERATIONS_PER_WRITE_FERRETDB : OPERATIONS_PER_WRITE),
-        lanes: ferretdb ? FERRETDB_LANES : 0,
+        lanes: ferretdb ? FERRETDB_LANES : MONGODB_LANES,
         ttl: !ferretdb,
       };
     })().catch((error: unknown) => {
@@ -487,21 +670,6 @@ function checkClaims(keys: readonly ClaimedKey[]): void {
   if (keys.some((key) => key.claimedAt + CLAIM_LAPSE_MS / 2 < now)) {
     throw new Error('the batch waited too long: its idempotency keys may have lapsed');
   }
-}
-
-/** One `$inc` upsert per domain, with both fields every time so that every document has the same shape. */
-function counterUpdates(deltas: Deltas): Operation[] {
-  const operations: Operation[] = [];
-  for (const [domain, delta] of deltas) {
-    operations.push({
-      updateOne: {
-        filter: { _id: domain },
-        update: { $inc: { delivered: Long.fromNumber(delta.delivered), bounced: Long.fromNumber(delta.bounced) } },
-        upsert: true,
-      },
-    });
-  }
-  return operations;
 }
 
 function countsOf(document: DomainDocument): DomainCounts {
