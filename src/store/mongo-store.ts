@@ -12,6 +12,7 @@ import { ConnectionString } from 'mongodb-connection-string-url';
 import { randomUUID } from 'node:crypto';
 import { InDoubtError, StoreUnavailableError } from '../core/errors.js';
 import { fnv1a } from '../core/hash.js';
+import { log } from '../log.js';
 import type { ClaimedKey, KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
 import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
@@ -86,9 +87,10 @@ interface KeyDocument {
 }
 
 /**
- * A claim older than this was left by a process that died in the middle of its batch. A batch
- * whose claims are past half of it is failed before it writes (see #checkClaims), so a live
- * writer never stores a key that a repeat may have taken over.
+ * A claim older than this was left by a process that died before it logged its batch; a logged
+ * batch, keys included, is finished by whoever takes its writer slot, within about 20 s while any
+ * serve-http runs on the store. A batch whose claims are past half of it is failed before it is
+ * logged (see checkClaims), so a live writer never stores a key that a repeat may have taken over.
  */
 const CLAIM_LAPSE_MS = 60_000;
 /** How long a lane waits for a command given up on to settle before it sends the next one. */
@@ -135,6 +137,8 @@ interface ServerProfile {
   lanes: number;
   /** TTL indexes remove expired keys; without them (FerretDB 1.24) serve-http removes them itself. */
   ttl: boolean;
+  /** FerretDB: see #writeGuarded. */
+  ferretdb: boolean;
 }
 /** Domains per `$in` read. */
 const IDS_PER_READ = 1_000;
@@ -153,6 +157,8 @@ export class MongoStore implements CounterStore {
   readonly #slots: WriterSlots;
   /** This process's writer slot, once it has one (the first live batch takes it). */
   #slot: Promise<number> | undefined;
+  /** Keys of batches being logged or finished by this process: their claims are not stale. */
+  readonly #held = new Set<string>();
   /** Batches being applied, which close() lets finish. */
   readonly #completing = new Set<Promise<void>>();
   #timers: NodeJS.Timeout[] = [];
@@ -201,7 +207,7 @@ export class MongoStore implements CounterStore {
     this.#checkOpen();
     await this.#guard(async () => {
       const profile = await this.#serverProfile();
-      if (checkpoint) await this.#serialized(profile, () => this.#applyChunk(deltas, checkpoint, profile));
+      if (checkpoint) await this.#inLane(0, () => this.#applyChunk(deltas, checkpoint, profile));
       else await this.#applyLogged(deltas, keys, profile);
     });
   }
@@ -234,13 +240,17 @@ export class MongoStore implements CounterStore {
     };
     // Queued in the lanes now, in the order of the numbers, to run once the batch is logged.
     const logged = this.#log(batch);
+    const held = batch.keys.map(({ key }) => key);
+    for (const key of held) this.#held.add(key);
+    const letGo = () => held.forEach((key) => this.#held.delete(key));
     logged.catch((error: unknown) => {
-      if (error instanceof InDoubtError) void this.#abandon(batch);
+      if (error instanceof InDoubtError) void this.#abandon(batch).finally(letGo);
+      else letGo();
     });
-    const done = this.#finish(batch, profile, logged.then(() => true, () => false));
+    const done = this.#finish(batch, profile, logged.then(() => true, () => false), true);
     await logged;
     this.#completing.add(done);
-    void done.finally(() => this.#completing.delete(done)).catch(() => {});
+    void done.finally(() => (this.#completing.delete(done), letGo())).catch(() => {});
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new InDoubtError('MongoDB: the batch is logged but not yet applied; it will be counted once, in the background')), this.#deadlineMs);
@@ -274,7 +284,7 @@ export class MongoStore implements CounterStore {
    * Applies a logged batch in lanes, stores its keys and deletes its log, each step retried until
    * done. Its writes are queued at once; they wait for `logged`, and are skipped if it was not.
    */
-  async #finish(batch: BatchDocument, profile: ServerProfile, logged: Promise<boolean> = Promise.resolve(true)): Promise<void> {
+  async #finish(batch: BatchDocument, profile: ServerProfile, logged: Promise<boolean> = Promise.resolve(true), fresh = false): Promise<void> {
     const mark = `w.${batch.slot}`;
     const lanes = Math.max(1, profile.lanes);
     const parts = Array.from({ length: lanes }, () => [] as Entry[]);
@@ -283,7 +293,11 @@ export class MongoStore implements CounterStore {
       part.length === 0
         ? undefined
         : this.#inLane(lane, async () => {
-            if (await logged) await this.#untilDone(() => this.#writeGuarded(part, mark, batch.seq, profile, lane));
+            if (!(await logged)) return;
+            // A first attempt of a fresh batch cannot find its own mark yet; a retry, or a batch
+            // finished for another process, may.
+            let attempts = 0;
+            await this.#untilDone(() => this.#writeGuarded(part, mark, batch.seq, profile, lane, attempts++ > 0 || !fresh));
           }),
     );
     if (!(await logged)) return;
@@ -292,11 +306,29 @@ export class MongoStore implements CounterStore {
     await this.#untilDone(() => this.#answered(this.#batches.deleteOne({ _id: batch._id })).then(() => {}));
   }
 
-  /** Upserts guarded by the batch's number in `mark`: a document that already has it is left alone. */
-  async #writeGuarded(part: Entry[], mark: string, seq: number, profile: ServerProfile, lane: number): Promise<void> {
-    const operations: Operation[] = part.map(([domain, delivered, bounced]) => ({
+  /**
+   * Upserts guarded by the batch's number in `mark`: a document that already has it is left
+   * alone. On MongoDB the guard is in each upsert's filter, checked atomically with the write. On
+   * FerretDB a filter on more than `_id` is not pushed down to its SQL backend (each upsert would
+   * scan the collection, 4.5 times slower on SQLite), so the filter is `_id` alone and, where the
+   * mark may be there already (`check`), the documents are read first: a lane is the only writer
+   * of its documents in this process, so nothing of this slot changes them in between.
+   */
+  async #writeGuarded(part: Entry[], mark: string, seq: number, profile: ServerProfile, lane: number, check: boolean): Promise<void> {
+    const inFilter = !profile.ferretdb;
+    let entries = part;
+    if (!inFilter && check) {
+      const pending = await this.#notYetApplied(
+        part.map(([domain]) => ({ updateOne: { filter: { _id: domain }, update: {} } })),
+        mark,
+        seq,
+      );
+      const ids = new Set(pending.map((op) => (op as { updateOne: { filter: { _id: string } } }).updateOne.filter._id));
+      entries = part.filter(([domain]) => ids.has(domain));
+    }
+    const operations: Operation[] = entries.map(([domain, delivered, bounced]) => ({
       updateOne: {
-        filter: { _id: domain, [mark]: { $not: { $gte: seq } } },
+        filter: inFilter ? { _id: domain, [mark]: { $not: { $gte: seq } } } : { _id: domain },
         update: { $inc: { delivered: Long.fromNumber(delivered), bounced: Long.fromNumber(bounced) }, $set: { [mark]: seq } },
         upsert: true,
       },
@@ -394,7 +426,11 @@ export class MongoStore implements CounterStore {
         if (found.expiresAt !== undefined && found.expiresAt.getTime() > now) {
           return { state: 'done', record: { key, fingerprint: found.fingerprint, expiresAt: found.expiresAt.getTime(), status: found.status ?? 0, body: found.body ?? '' } };
         }
-        if (found.claimedAt !== undefined && found.claimedAt.getTime() + CLAIM_LAPSE_MS > now) {
+        // This process's own claim with no batch holding it: its request failed before it committed
+        // (the claim's answer was lost with the connection). The HTTP layer asks only for keys
+        // none of its requests holds, so it is free.
+        const stale = found.claimedBy === this.#claimant && !this.#held.has(key);
+        if (!stale && found.claimedAt !== undefined && found.claimedAt.getTime() + CLAIM_LAPSE_MS > now) {
           return { state: 'in-flight', fingerprint: found.fingerprint };
         }
         const { _id, ...lapsed } = found;
@@ -422,7 +458,8 @@ export class MongoStore implements CounterStore {
   /**
    * Turns a batch's claims into done keys. Idempotent: a key already done with this answer
    * matches too, so a batch finished again (after a failure, by another process) stores nothing
-   * twice. A claim another process took over (it lapsed) fails the batch.
+   * twice. A claim that lapsed and was taken by a repeat (its batch was finished too late) is
+   * left to that repeat.
    */
   async #storeKeys(keys: BatchDocument['keys']): Promise<void> {
     if (keys.length === 0) return;
@@ -437,7 +474,7 @@ export class MongoStore implements CounterStore {
         { ordered: false },
       ),
     );
-    if (result.matchedCount !== keys.length) throw new Error('an idempotency key of the batch was taken over by another process');
+    if (result.matchedCount !== keys.length) log('warn', 'idempotency keys of a batch finished late were taken by their repeats', { keys: keys.length - result.matchedCount });
   }
 
   async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {
@@ -487,10 +524,7 @@ export class MongoStore implements CounterStore {
     return next;
   }
 
-  /** Replay chunks, one at a time: replay is the only writer of its process. */
-  #serialized(_profile: ServerProfile, write: () => Promise<void>): Promise<void> {
-    return this.#inLane(0, write);
-  }
+
 
   async get(domain: string): Promise<DomainCounts | undefined> {
     this.#checkOpen();
@@ -621,6 +655,7 @@ export class MongoStore implements CounterStore {
         operationsPerWrite: this.#operationsPerWrite ?? (ferretdb ? OPERATIONS_PER_WRITE_FERRETDB : OPERATIONS_PER_WRITE),
         lanes: ferretdb ? FERRETDB_LANES : MONGODB_LANES,
         ttl: !ferretdb,
+        ferretdb,
       };
     })().catch((error: unknown) => {
       this.#profile = undefined;
