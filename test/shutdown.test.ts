@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { connect } from 'node:net';
 import { join } from 'node:path';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFailed } from 'vitest';
 import { expectNothingAcknowledgedLost, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
 import { parsePrometheus, sampleValue } from './helpers/prometheus.js';
 import { logLines, startDaemon, storedCounts, tempDir, type Daemon } from './helpers/svc.js';
@@ -130,6 +130,8 @@ describe('serve-http --workers 2 when a worker dies', () => {
       SVC_CRASH_AT: 'apply-transaction:2',
       SVC_CRASH_ONCE: marker,
     });
+    // What the processes said, to tell where a failure (or a hang) happened.
+    onTestFailed(() => console.error(`serve-http output:\n${daemon.output()}`));
     try {
       const events = makeEvents(8000, 2000, 5);
       const statuses = await putEvents(daemon.url, events, 64);

@@ -28,9 +28,14 @@ export function tally(events: Iterable<TestEvent>): Tally {
   return counts;
 }
 
-/** PUTs every event, `connections` at a time; resolves with each event's HTTP status (0 for a network error). */
+/**
+ * PUTs every event, `connections` at a time; resolves with each event's HTTP status (0 for a
+ * network error, or no answer within 20 s). The timeout is a client's: with `--workers`, a
+ * connection the cluster's primary hands to a worker that is being killed is never answered
+ * (seen under a loaded CI run), and a client without a timeout would wait for ever.
+ */
 export async function putEvents(baseUrl: string, events: TestEvent[], connections = 32): Promise<number[]> {
-  const pool = new Pool(baseUrl, { connections });
+  const pool = new Pool(baseUrl, { connections, headersTimeout: 20_000, bodyTimeout: 20_000 });
   const statuses = new Array<number>(events.length).fill(0);
   let next = 0;
   const worker = async () => {
