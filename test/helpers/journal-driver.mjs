@@ -6,9 +6,8 @@
 //   end=kill   kills itself with SIGKILL;
 //   end=drain  waits until every other writer's journal is taken over and applied, then closes.
 // SVC_CRASH_AT (see src/store/journal/crash-point.ts) may kill it anywhere on the way.
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { LmdbStore } from '../../dist/store/lmdb-store.js';
+import { endDriver } from './driver-end.mjs';
 
 const [directory, batchesJson, end] = process.argv.slice(2);
 const batches = JSON.parse(batchesJson);
@@ -25,11 +24,4 @@ for (const [i, entries] of batches.entries()) {
   // Lets the seal timer and the apply thread run between some batches.
   if (i % 3 === 2) await new Promise((resolve) => setTimeout(resolve, 15));
 }
-if (end === 'kill') process.kill(process.pid, 'SIGKILL');
-if (end === 'drain') {
-  const own = `-${process.pid.toString(36)}-`;
-  const others = () => readdirSync(join(directory, 'journal')).filter((file) => !file.includes(own));
-  while (others().length > 0) await new Promise((resolve) => setTimeout(resolve, 20));
-}
-await store.close();
-process.stdout.write('closed\n');
+await endDriver(store, directory, end);

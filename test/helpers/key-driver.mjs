@@ -7,10 +7,9 @@
 //   end=kill   kills itself with SIGKILL;
 //   end=drain  waits until every other writer's journal is taken over and applied, then closes.
 // SVC_CRASH_AT (see src/store/journal/crash-point.ts) may kill it anywhere on the way.
-import { readdirSync } from 'node:fs';
-import { join } from 'node:path';
 import { fingerprint, processOnce } from '../../dist/core/idempotency.js';
 import { LmdbStore } from '../../dist/store/lmdb-store.js';
+import { endDriver } from './driver-end.mjs';
 
 const [directory, requestsJson, end] = process.argv.slice(2);
 const requests = JSON.parse(requestsJson);
@@ -30,11 +29,4 @@ for (const [key, entries] of requests) {
     }
   }
 }
-if (end === 'kill') process.kill(process.pid, 'SIGKILL');
-if (end === 'drain') {
-  const own = `-${process.pid.toString(36)}-`;
-  const others = () => readdirSync(join(directory, 'journal')).filter((file) => !file.includes(own));
-  while (others().length > 0) await new Promise((resolve) => setTimeout(resolve, 20));
-}
-await store.close();
-process.stdout.write('closed\n');
+await endDriver(store, directory, end);
