@@ -19,31 +19,34 @@ interface Ack {
   accepted: number;
   rejected: number;
   rejections: { index: number; reason: string }[];
+  replayed: boolean;
 }
 type Event = { domain: string; type: string };
 const delivered = (domain: string): Event => ({ domain, type: 'EVENT_TYPE_DELIVERED' });
 const bounced = (domain: string): Event => ({ domain, type: 'EVENT_TYPE_BOUNCED' });
 
-function clients(target: string, token?: string) {
+/** `ownConnection`: not shared with other clients (grpc-js shares one per target by default). */
+function clients(target: string, token?: string, ownConnection = false) {
   const credentials = grpc.credentials.createInsecure();
-  const ingest = new svc.Ingest(target, credentials);
-  const status = new svc.Status(target, credentials);
+  const channelOptions = ownConnection ? { 'grpc.use_local_subchannel_pool': 1 } : {};
+  const ingest = new svc.Ingest(target, credentials, channelOptions);
+  const status = new svc.Status(target, credentials, channelOptions);
   const metadata = new grpc.Metadata();
   if (token) metadata.set('authorization', `Bearer ${token}`);
   const unary = <T>(client: any, method: string, request: unknown) =>
     new Promise<T>((resolve, reject) => client[method](request, metadata, (error: grpc.ServiceError | null, reply: T) => (error ? reject(error) : resolve(reply))));
   return {
-    publishOne: (events: Event[]) => unary<Ack>(ingest, 'PublishOne', { events }),
+    publishOne: (events: Event[], idempotency_key?: string) => unary<Ack>(ingest, 'PublishOne', { events, idempotency_key }),
     get: (domain: string) => unary<{ domain: string; status: string; delivered: number; bounced: number }>(status, 'Get', { domain }),
     /** Sends the batches on one Publish stream, then resolves with every ack, or rejects with the stream's status. */
-    publish: (batches: Event[][]) =>
+    publish: (batches: (Event[] | { events: Event[]; idempotency_key: string })[]) =>
       new Promise<Ack[]>((resolve, reject) => {
         const call = ingest.Publish(metadata);
         const acks: Ack[] = [];
         call.on('data', (ack: Ack) => acks.push(ack));
         call.on('error', (error: grpc.ServiceError) => reject(Object.assign(error, { acks })));
         call.on('end', () => resolve(acks));
-        for (const events of batches) call.write({ events });
+        for (const batch of batches) call.write(Array.isArray(batch) ? { events: batch } : batch);
         call.end();
       }),
     close: () => {
@@ -306,6 +309,104 @@ describe('svc serve-grpc with tokens, limits and signals', () => {
       await daemon.stop('SIGKILL');
     }
     expect((await storedCounts(store, ['drain.example'])).get('drain.example')).toEqual({ delivered: 0, bounced: 1 });
+  });
+});
+
+describe('svc serve-grpc --workers', () => {
+  const dir = tempDir();
+  afterAll(() => dir.remove());
+
+  it('shares the port among worker processes, counts every batch once, and serves the metrics of them all', async () => {
+    const daemon = await startDaemon('serve-grpc', ['--store', dir.path, '--workers', '2', '--metrics-port', '0']);
+    const listening = logLines(daemon).find((line) => line.msg === 'listening')!;
+    expect(listening).toMatchObject({ workers: 2, metrics: expect.stringMatching(/^http:/) });
+    // Connections of their own, so that node:cluster hands them to both workers.
+    const producers = Array.from({ length: 6 }, () => clients(daemon.url, undefined, true));
+    try {
+      const batches = Array.from({ length: 50 }, (_, i) => [delivered(`w${i % 5}.example`), bounced(`w${i % 5}.example`)]);
+      const acks = await Promise.all(producers.map((client) => client.publish(batches)));
+      expect(acks.flat()).toHaveLength(300);
+      expect(logLines(daemon).filter((line) => line.msg === 'worker listening')).toHaveLength(2);
+      // A worker reads what the other journaled within --max-read-lag.
+      let counts: { delivered: number; bounced: number } | undefined;
+      for (const deadline = Date.now() + 10_000; Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+        counts = await producers[0]!.get('w3.example');
+        if (counts.delivered === 60) break;
+      }
+      expect(counts).toMatchObject({ delivered: 60, bounced: 60 });
+      const text = await (await fetch(listening.metrics as string)).text();
+      const accepted = [...text.matchAll(/^svc_events_accepted_total\{type="\w+"\} (\d+)/gm)].reduce((sum, m) => sum + Number(m[1]), 0);
+      expect(accepted).toBe(600);
+    } finally {
+      for (const client of producers) client.close();
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+});
+
+describe('svc serve-grpc idempotency keys', () => {
+  const dir = tempDir();
+  afterAll(() => dir.remove());
+
+  it('counts a batch sent again with its idempotency_key once, and answers it with the first Ack, across a restart', async () => {
+    const store = join(dir.path, 'keys');
+    // Slow commits, so that a repeat sent at once finds the first still in flight.
+    let daemon = await startDaemon('serve-grpc', ['--store', store, '--flush-ms', '300ms']);
+    let client = clients(daemon.url);
+    try {
+      const batch = [delivered('key.example'), delivered('..'), bounced('key2.example')];
+      const [first, racing] = await Promise.allSettled([client.publishOne(batch, 'order-1'), client.publishOne(batch, 'order-1')]);
+      expect(first).toMatchObject({ status: 'fulfilled', value: { batch: 1, accepted: 2, rejected: 1, replayed: false } });
+      expect(racing).toMatchObject({ status: 'rejected', reason: { code: grpc.status.ABORTED } });
+      const again = await client.publishOne(batch, 'order-1');
+      expect(again).toEqual({ ...(first as PromiseFulfilledResult<Ack>).value, replayed: true });
+      // The same key with other events is the client's mistake; a bad key is an invalid argument.
+      await expect(client.publishOne([delivered('key.example')], 'order-1')).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+      await expect(client.publishOne(batch, 'x'.repeat(256))).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringContaining('idempotency_key') });
+      await expect(client.publishOne(batch, 'caf\u00e9')).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
+      // On a stream: a key used before is acked as replayed, in its place, and not counted. (A key
+      // repeated within one stream while its first batch is still being committed is ABORTED, as
+      // two concurrent requests with a key are.)
+      const earlier = await client.publish([{ events: [delivered('key.example')], idempotency_key: 'stream-1' }, [delivered('key.example')]]);
+      expect(earlier.map((ack) => [ack.batch, ack.replayed])).toEqual([[1, false], [2, false]]);
+      const acks = await client.publish([
+        { events: batch, idempotency_key: 'order-1' },
+        { events: [delivered('key.example')], idempotency_key: 'stream-1' },
+        { events: [delivered('key.example')], idempotency_key: 'stream-2' },
+      ]);
+      expect(acks.map((ack) => [ack.batch, ack.replayed])).toEqual([[1, true], [2, true], [3, false]]);
+      expect(await client.get('key.example')).toMatchObject({ delivered: 4 });
+
+      // Keys are in the store: a daemon killed and started again still knows them.
+      client.close();
+      await daemon.stop('SIGKILL');
+      daemon = await startDaemon('serve-grpc', ['--store', store]);
+      client = clients(daemon.url);
+      expect(await client.publishOne(batch, 'order-1')).toMatchObject({ accepted: 2, rejected: 1, replayed: true });
+      expect(await client.publishOne([delivered('key.example')], 'stream-2')).toMatchObject({ accepted: 1, replayed: true });
+      expect(await client.get('key.example')).toMatchObject({ delivered: 4 });
+      expect(await client.get('key2.example')).toMatchObject({ bounced: 1 });
+    } finally {
+      client.close();
+      expect(await daemon.stop()).toBe(0);
+    }
+  });
+
+  it('takes a key used over HTTP on the same store as used for another request (FAILED_PRECONDITION)', async () => {
+    const store = join(dir.path, 'shared');
+    const grpcDaemon = await startDaemon('serve-grpc', ['--store', store]);
+    const httpDaemon = await startDaemon('serve-http', ['--store', store]);
+    const client = clients(grpcDaemon.url);
+    try {
+      const put = await fetch(`${httpDaemon.url}/events/both.example/delivered`, { method: 'PUT', headers: { 'idempotency-key': 'both-1' } });
+      expect(put.status).toBe(204);
+      // The key is claimed through the store the two daemons share.
+      await expect(client.publishOne([delivered('both.example')], 'both-1')).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+    } finally {
+      client.close();
+      expect(await grpcDaemon.stop()).toBe(0);
+      expect(await httpDaemon.stop()).toBe(0);
+    }
   });
 });
 

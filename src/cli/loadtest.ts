@@ -49,9 +49,9 @@ export function loadtestCommand(): Command {
     )
     .addOption(option('--bounce-ratio <r>', 'share of bounces for uniform and zipf (0 to 1)', 'SVC_BOUNCE_RATIO').default(D.bounceRatio).argParser(ratio))
     .addOption(option('--seed <n>', 'the same seed sends the same events', 'SVC_SEED').default(D.seed).argParser(parseInteger(0)))
-    .addOption(option('--idempotency-keys', 'send an Idempotency-Key with every event request, so that a retried one is counted once', 'SVC_IDEMPOTENCY_KEYS'))
+    .addOption(option('--idempotency-keys', 'send an idempotency key (the Idempotency-Key header; idempotency_key over gRPC) with every event request, so that a retried one is counted once', 'SVC_IDEMPOTENCY_KEYS'))
     .addOption(
-      option('--retries <n>', 'send an event request again (same key) after no answer, 409 or 5xx, at most n times; pauses 250 ms, doubling to 2 s', 'SVC_RETRIES')
+      option('--retries <n>', 'send an event request again (same key) after no answer, 409, 429 or 5xx (gRPC: ABORTED, RESOURCE_EXHAUSTED, UNAVAILABLE…), at most n times; pauses 250 ms, doubling to 2 s', 'SVC_RETRIES')
         .default(D.retries)
         .argParser(parseInteger(0)),
     )

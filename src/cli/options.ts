@@ -128,7 +128,7 @@ export const hostOption = () =>
   option('--host <address>', 'address to listen on (0.0.0.0 for every interface)', 'SVC_HOST').default(DEFAULTS.host);
 export const portOption = (port: number) =>
   option('--port <n>', 'port to listen on (0 picks a free one)', 'SVC_PORT').default(port).argParser(integer(0));
-const workersOption = () =>
+export const workersOption = () =>
   option('--workers <n>', 'worker processes sharing the port (node:cluster)', 'SVC_WORKERS')
     .default(DEFAULTS.workers)
     .argParser(integer(1));
@@ -143,6 +143,10 @@ const keepAliveTimeoutOption = () =>
 export const shutdownTimeoutOption = () =>
   option('--shutdown-timeout <duration>', 'on SIGTERM, wait at most this long for requests in flight', 'SVC_SHUTDOWN_TIMEOUT')
     .default(DEFAULTS.shutdownTimeoutMs, '30s')
+    .argParser(duration);
+export const idempotencyWindowOption = (what: string) =>
+  option('--idempotency-window <duration>', `how long an ${what} and its answer are kept: a repeat within it counts nothing`, 'SVC_IDEMPOTENCY_WINDOW')
+    .default(DEFAULTS.idempotencyWindowMs, '24h')
     .argParser(duration);
 export const jsonOption = () => new Option('--json', 'print one JSON object per line');
 export const logLevelOption = () =>

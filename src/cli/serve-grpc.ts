@@ -3,6 +3,7 @@ import { DEFAULTS } from '../defaults.js';
 import {
   addWriterOptions,
   engineOptionsFrom,
+  idempotencyWindowOption,
   ingestTokenOption,
   hostOption,
   logLevelOption,
@@ -12,6 +13,7 @@ import {
   portOption,
   shutdownTimeoutOption,
   readTokenOption,
+  workersOption,
   storeOptionsFrom,
 } from './options.js';
 import type { LogLevel } from '../log.js';
@@ -23,6 +25,7 @@ export function serveGrpcCommand(): Command {
   command
     .addOption(portOption(DEFAULTS.grpcPort))
     .addOption(hostOption())
+    .addOption(workersOption())
     .addOption(option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this HTTP port; 0 picks a free one', 'SVC_METRICS_PORT').argParser(parseInteger(0)))
     .addOption(shutdownTimeoutOption())
     .addOption(logLevelOption());
@@ -37,6 +40,7 @@ export function serveGrpcCommand(): Command {
         .default(64)
         .argParser(parseInteger(1)),
     )
+    .addOption(idempotencyWindowOption('idempotency_key'))
     .addOption(ingestTokenOption('require metadata authorization: Bearer <token> on Ingest'))
     .addOption(readTokenOption('require metadata authorization: Bearer <token> on Status'))
     .action(async (options) => {
@@ -46,6 +50,7 @@ export function serveGrpcCommand(): Command {
         {
           host: options.host,
           port: options.port,
+          workers: options.workers,
           metricsPort: options.metricsPort,
           shutdownTimeoutMs: options.shutdownTimeout,
           logLevel: options.logLevel as LogLevel,
@@ -57,6 +62,7 @@ export function serveGrpcCommand(): Command {
           threshold: options.threshold,
           maxMessageBytes: options.maxMessageBytes,
           maxStreamBatches: options.maxStreamBatches,
+          idempotencyWindowMs: options.idempotencyWindow,
           ingestToken: options.ingestToken,
           readToken: options.readToken,
         },

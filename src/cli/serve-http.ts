@@ -8,8 +8,8 @@ import {
   engineOptionsFrom,
   daemonOptionsFrom,
   ingestTokenOption,
+  idempotencyWindowOption,
   option,
-  parseDuration,
   parseInteger,
   readTokenOption,
   storeOptionsFrom,
@@ -36,11 +36,7 @@ export function serveHttpCommand(): Command {
         .default(DEFAULTS.maxBodyMemory)
         .argParser(parseInteger(1)),
     )
-    .addOption(
-      option('--idempotency-window <duration>', 'how long an Idempotency-Key and its answer are kept: a repeat within it counts nothing', 'SVC_IDEMPOTENCY_WINDOW')
-        .default(DEFAULTS.idempotencyWindowMs, '24h')
-        .argParser(parseDuration),
-    )
+    .addOption(idempotencyWindowOption('Idempotency-Key'))
     .addOption(ingestTokenOption())
     .addOption(readTokenOption())
     .action(async (options) => {

@@ -47,15 +47,18 @@ export interface KeyStore {
 
 export const MAX_KEY_LENGTH = 255;
 
-/** The key of a request's header, or undefined without one. Throws ValidationError (400) for a bad one. */
-export function parseIdempotencyKey(header: string | string[] | undefined): string | undefined {
+/**
+ * The key of a request's header (or of another protocol's field, named `name` in errors), or
+ * undefined without one. Throws ValidationError (400) for a bad one.
+ */
+export function parseIdempotencyKey(header: string | string[] | undefined, name = 'Idempotency-Key'): string | undefined {
   if (header === undefined) return undefined;
-  if (Array.isArray(header)) throw new ValidationError('send one Idempotency-Key header, not several');
+  if (Array.isArray(header)) throw new ValidationError(`send one ${name} header, not several`);
   if (header.length === 0 || header.length > MAX_KEY_LENGTH) {
-    throw new ValidationError(`Idempotency-Key must be 1 to ${MAX_KEY_LENGTH} characters long`);
+    throw new ValidationError(`${name} must be 1 to ${MAX_KEY_LENGTH} characters long`);
   }
   // Printable ASCII: the key is stored and compared byte for byte.
-  if (!/^[\x20-\x7e]+$/.test(header)) throw new ValidationError('Idempotency-Key must hold printable ASCII characters only');
+  if (!/^[\x20-\x7e]+$/.test(header)) throw new ValidationError(`${name} must hold printable ASCII characters only`);
   return header;
 }
 
@@ -102,4 +105,31 @@ export async function processOnce(
     throw error;
   }
   return { answer, replayed: false };
+}
+
+/**
+ * processOnce for one process's requests, whatever their protocol (HTTP header or gRPC field):
+ * a repeat of a key this process is still processing is refused without a store round trip.
+ */
+export class KeyedCommits {
+  readonly #store: KeyStore;
+  readonly #windowMs: number;
+  /** Keys of this process's requests in flight, with their fingerprints. */
+  readonly #inFlight = new Map<string, string>();
+
+  constructor(store: KeyStore, windowMs: number) {
+    this.#store = store;
+    this.#windowMs = windowMs;
+  }
+
+  async once(request: KeyedRequest, commit: (key: ClaimedKey) => Promise<void>): Promise<{ answer: StoredAnswer; replayed: boolean }> {
+    const held = this.#inFlight.get(request.key);
+    if (held !== undefined) throw held === request.fingerprint ? new KeyInFlightError() : new KeyMismatchError();
+    this.#inFlight.set(request.key, request.fingerprint);
+    try {
+      return await processOnce(this.#store, request, this.#windowMs, commit);
+    } finally {
+      this.#inFlight.delete(request.key);
+    }
+  }
 }

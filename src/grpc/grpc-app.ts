@@ -5,8 +5,9 @@ import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProto } from 'grpc-health-check';
 import type { EngineOptions } from '../core/counter-engine.js';
 import { normalizeDomain } from '../core/domain.js';
-import { OverloadedError, SvcError, ValidationError, type RejectReason } from '../core/errors.js';
+import { KeyInFlightError, KeyMismatchError, OverloadedError, SvcError, ValidationError, type RejectReason } from '../core/errors.js';
 import type { DomainEvent, EventType } from '../core/event.js';
+import { fingerprint, KeyedCommits, parseIdempotencyKey } from '../core/idempotency.js';
 import { bearerMatcher } from '../http/auth.js';
 import { openIngestion, type TokenOptions } from '../http/apps.js';
 import { metricsRoutes } from '../http/metrics-route.js';
@@ -20,6 +21,8 @@ const MAX_REJECTIONS = 10;
 
 export interface GrpcAppOptions extends StoreOptions, EngineOptions, TokenOptions {
   threshold: number;
+  /** How long an idempotency_key is remembered. */
+  idempotencyWindowMs: number;
   /** Largest message a client may send, in bytes. */
   maxMessageBytes: number;
   /** Batches of one Publish stream being committed at once; the stream is not read beyond. */
@@ -42,12 +45,17 @@ interface EventMessage {
 }
 interface BatchMessage {
   events?: EventMessage[];
+  idempotency_key?: string;
 }
-interface Ack {
-  batch: number;
+/** What an Ack says of its batch, stored with an idempotency key and sent again to its repeats. */
+interface Outcome {
   accepted: number;
   rejected: number;
   rejections: { index: number; reason: string }[];
+}
+interface Ack extends Outcome {
+  batch: number;
+  replayed: boolean;
 }
 
 /** The proto, loaded as protobufjs reads it: field names as written, enums by name, uint64 as numbers. */
@@ -77,11 +85,17 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
   const openStreams = new Set<() => void>();
   const ingestAllowed = guard(options.ingestToken);
   const readAllowed = guard(options.readToken);
+  const keys = new KeyedCommits(store, options.idempotencyWindowMs);
 
-  /** Validates a batch and commits its valid events; throws when none is valid or the engine refuses. */
+  /**
+   * Validates a batch and commits its valid events, once per idempotency key when it has one;
+   * throws when none is valid, the key is bad or in use, or the engine refuses.
+   */
   async function ingest(batch: BatchMessage, sequence: number): Promise<Ack> {
+    // proto3 sends no field for an empty string: '' is no key.
+    const key = parseIdempotencyKey(batch.idempotency_key || undefined, 'idempotency_key');
     const events: DomainEvent[] = [];
-    const rejections: Ack['rejections'] = [];
+    const rejections: Outcome['rejections'] = [];
     let rejected = 0;
     (batch.events ?? []).forEach((event, index) => {
       try {
@@ -96,8 +110,14 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
     if (events.length === 0) {
       throw statusError(grpc.status.INVALID_ARGUMENT, rejected === 0 ? 'the batch holds no events' : `no valid events: ${rejections[0]!.reason}`);
     }
-    await engine.addAll(events);
-    return { batch: sequence, accepted: events.length, rejected, rejections };
+    const outcome: Outcome = { accepted: events.length, rejected, rejections };
+    if (key === undefined) {
+      await engine.addAll(events);
+      return { batch: sequence, ...outcome, replayed: false };
+    }
+    const request = { key, fingerprint: batchFingerprint(batch), answer: { status: 0, body: JSON.stringify(outcome) } };
+    const { answer, replayed } = await keys.once(request, (claimed) => engine.addAll(events, claimed));
+    return { batch: sequence, ...(JSON.parse(answer.body) as Outcome), replayed };
   }
 
   server.addService(proto.svc.v1.Ingest!.service, {
@@ -195,6 +215,12 @@ function writable(call: grpc.ServerDuplexStream<BatchMessage, Ack>): Promise<voi
   });
 }
 
+/** What identifies a keyed batch: its events as sent, in order (a key used over HTTP never matches). */
+function batchFingerprint(batch: BatchMessage): string {
+  const events = (batch.events ?? []).map((event) => [event.domain ?? '', event.type ?? 0]);
+  return fingerprint('gRPC', 'svc.v1.Ingest', Buffer.from(JSON.stringify(events)));
+}
+
 function eventType(type: string | number | undefined): EventType {
   if (type === 'EVENT_TYPE_DELIVERED') return 'delivered';
   if (type === 'EVENT_TYPE_BOUNCED') return 'bounced';
@@ -215,11 +241,16 @@ function unauthenticated(): grpc.ServiceError {
   return statusError(grpc.status.UNAUTHENTICATED, 'a valid bearer token is required (metadata authorization: Bearer <token>)');
 }
 
-/** The gRPC status for an error, as the HTTP API maps the same errors to 400, 503. */
+const KEY_IN_FLIGHT = 'a batch with this idempotency_key is being committed; retry once it is acknowledged';
+const KEY_MISMATCH = 'this idempotency_key was used for another batch (other events)';
+
+/** The gRPC status for an error, as the HTTP API maps the same errors to 400, 409, 422, 429, 503. */
 function toStatus(error: unknown): grpc.ServiceError {
   if ((error as grpc.ServiceError)?.code !== undefined && typeof (error as grpc.ServiceError).code === 'number') return error as grpc.ServiceError;
   if (error instanceof ValidationError) return statusError(grpc.status.INVALID_ARGUMENT, error.message);
   if (error instanceof OverloadedError) return statusError(grpc.status.RESOURCE_EXHAUSTED, error.message);
+  if (error instanceof KeyInFlightError) return statusError(grpc.status.ABORTED, KEY_IN_FLIGHT);
+  if (error instanceof KeyMismatchError) return statusError(grpc.status.FAILED_PRECONDITION, KEY_MISMATCH);
   // A store failure or a stopping server: nothing of the batch was acknowledged, retry later.
   if (error instanceof SvcError) return statusError(grpc.status.UNAVAILABLE, error.message);
   return statusError(grpc.status.INTERNAL, 'internal error');

@@ -1,12 +1,18 @@
-import { createServer, type Server as HttpServer } from 'node:http';
+import cluster from 'node:cluster';
+import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import * as grpc from '@grpc/grpc-js';
+import { runPrimary, stopWhenPrimaryGone } from '../cluster-primary.js';
+import { metricsRoutes } from '../http/metrics-route.js';
+import { createRouter } from '../http/router.js';
 import { announce, log, setLogLevel, type LogLevel } from '../log.js';
 import { createGrpcApp, type GrpcAppOptions } from './grpc-app.js';
 
 export interface GrpcDaemonOptions {
   host: string;
   port: number;
+  /** Worker processes sharing the port (node:cluster); 1 serves in this process. */
+  workers: number;
   /** Serve GET /metrics on this HTTP port, when given. */
   metricsPort: number | undefined;
   shutdownTimeoutMs: number;
@@ -18,23 +24,38 @@ export interface GrpcDaemonOptions {
 /**
  * Runs serve-grpc until SIGTERM or SIGINT: then health turns NOT_SERVING, new events are refused
  * (UNAVAILABLE), calls in flight get their answers within --shutdown-timeout, what is pending is
- * committed, and the process exits 0.
+ * committed, and the process exits 0. With `workers > 1` this process is a node:cluster primary:
+ * the workers share the gRPC port, and the primary serves the metrics of them all.
  */
 export async function runGrpcDaemon(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Promise<void> {
   setLogLevel(options.logLevel);
-  log('debug', 'settings', { daemon: 'serve-grpc', ...options.settings });
+  if (cluster.isPrimary) log('debug', 'settings', { daemon: 'serve-grpc', ...options.settings });
+  if (options.workers > 1 && cluster.isPrimary) {
+    // Before any worker exists, so that none can ask for the cluster's metrics unanswered.
+    const metrics = (await import('../metrics/index.js')).serveClusterMetrics();
+    const metricsUrl = await serveMetrics(options, createRouter(metricsRoutes(metrics)));
+    runPrimary({
+      name: 'serve-grpc',
+      workers: options.workers,
+      shutdownTimeoutMs: options.shutdownTimeoutMs,
+      url: (port) => `${options.host}:${port}`,
+      announced: metricsUrl ? { metrics: metricsUrl.url } : {},
+    });
+    return;
+  }
+  await serve(options, appOptions);
+}
+
+async function serve(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Promise<void> {
   const app = await createGrpcApp(appOptions);
   const port = await new Promise<number>((resolve, reject) =>
     app.server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
   );
-  let metrics: HttpServer | undefined;
-  let metricsUrl: string | undefined;
-  if (options.metricsPort !== undefined) {
-    metrics = createServer(app.metricsListener);
-    await new Promise<void>((resolve, reject) => metrics!.once('error', reject).listen(options.metricsPort, options.host, resolve));
-    metricsUrl = `http://${options.host}:${(metrics.address() as AddressInfo).port}/metrics`;
-  }
-  announce('listening', { daemon: 'serve-grpc', url: `${options.host}:${port}`, ...(metricsUrl ? { metrics: metricsUrl } : {}) });
+  const where = { daemon: 'serve-grpc', url: `${options.host}:${port}` };
+  // A worker's metrics are served by the primary, for the whole cluster.
+  const metrics = cluster.isWorker ? undefined : await serveMetrics(options, app.metricsListener);
+  if (cluster.isWorker) log('info', 'worker listening', where);
+  else announce('listening', { ...where, ...(metrics ? { metrics: metrics.url } : {}) });
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -51,10 +72,19 @@ export async function runGrpcDaemon(options: GrpcDaemonOptions, appOptions: Grpc
     });
     if (!drained) app.server.forceShutdown();
     await app.close();
-    metrics?.close();
+    metrics?.server.close();
     log('info', 'stopped', { daemon: 'serve-grpc', callsCutOff: !drained });
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+  stopWhenPrimaryGone(stop);
+}
+
+/** GET /metrics on --metrics-port, when it is set. */
+async function serveMetrics(options: GrpcDaemonOptions, listener: RequestListener): Promise<{ server: HttpServer; url: string } | undefined> {
+  if (options.metricsPort === undefined) return undefined;
+  const server = createServer(listener);
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(options.metricsPort, options.host, resolve));
+  return { server, url: `http://${options.host}:${(server.address() as AddressInfo).port}/metrics` };
 }

@@ -1,6 +1,7 @@
 import cluster from 'node:cluster';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
+import { runPrimary, stopWhenPrimaryGone } from '../cluster-primary.js';
 import { announce, log, setLogLevel, type LogLevel } from '../log.js';
 import type { App } from './apps.js';
 import { answerClientError } from './client-error.js';
@@ -33,7 +34,7 @@ export async function runDaemon(options: DaemonOptions, createApp: () => Promise
   if (options.workers > 1 && cluster.isPrimary) {
     // Before any worker exists, so that none can ask for the cluster's metrics unanswered.
     (await import('../metrics/index.js')).serveClusterMetrics();
-    runPrimary(options);
+    runPrimary({ ...options, url: (port) => `http://${options.host}:${port}` });
     return;
   }
   await serve(options, createApp);
@@ -84,60 +85,7 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
-  if (cluster.isWorker) {
-    // When the primary dies (kill -9), node:cluster makes its workers exit at once, possibly in the
-    // middle of an LMDB write, which then never lets the process go. Shut down as on SIGTERM instead.
-    const worker = cluster.worker!;
-    worker.once('disconnect', () => {
-      worker.exitedAfterDisconnect = true;
-      void stop('primary gone');
-    });
-  }
-}
-
-function runPrimary(options: DaemonOptions): void {
-  let stopping = false;
-  let listening = 0;
-  let failed = false;
-  const fork = () => cluster.fork();
-  for (let i = 0; i < options.workers; i++) fork();
-
-  cluster.on('listening', (_worker, address) => {
-    listening++;
-    if (listening === options.workers) {
-      announce('listening', { daemon: options.name, url: `http://${options.host}:${address.port}`, workers: options.workers });
-    }
-  });
-  cluster.on('exit', (worker, code, signal) => {
-    if (!stopping) {
-      if (listening >= options.workers) {
-        log('error', 'worker died, starting another', { daemon: options.name, worker: worker.process.pid, code, signal });
-        setTimeout(fork, 1000).unref();
-        return;
-      }
-      // A worker that dies before the daemon ever listened (port taken, store unusable) would die again.
-      log('error', 'worker failed to start', { daemon: options.name, worker: worker.process.pid, code, signal });
-      stop('startup failure');
-    }
-    if (code !== 0) failed = true;
-    if (Object.keys(cluster.workers ?? {}).length === 0) {
-      log('info', 'stopped', { daemon: options.name });
-      process.exit(failed ? 1 : 0);
-    }
-  });
-
-  const stop = (signal: string) => {
-    if (stopping) return;
-    stopping = true;
-    log('info', 'stopping', { daemon: options.name, signal });
-    for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
-    // A worker that cannot finish within its own deadline is not waited for for ever.
-    setTimeout(() => {
-      for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGKILL');
-    }, options.shutdownTimeoutMs + 5_000).unref();
-  };
-  process.on('SIGTERM', () => stop('SIGTERM'));
-  process.on('SIGINT', () => stop('SIGINT'));
+  stopWhenPrimaryGone(stop);
 }
 
 function listen(server: Server, port: number, host: string): Promise<void> {

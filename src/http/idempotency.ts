@@ -1,6 +1,5 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
-import { KeyInFlightError, KeyMismatchError } from '../core/errors.js';
-import { fingerprint, parseIdempotencyKey, processOnce, type ClaimedKey, type KeyStore, type StoredAnswer } from '../core/idempotency.js';
+import { fingerprint, KeyedCommits, parseIdempotencyKey, type ClaimedKey, type KeyStore, type StoredAnswer } from '../core/idempotency.js';
 
 /** Commits a request's events, with its key when it has one; resolves once they are counted. */
 export type Commit = (key?: ClaimedKey) => Promise<void>;
@@ -15,14 +14,10 @@ export type Commit = (key?: ClaimedKey) => Promise<void>;
  * - a key whose first request failed (503): that request released it, so a retry is processed.
  */
 export class IdempotentRequests {
-  readonly #store: KeyStore;
-  readonly #windowMs: number;
-  /** Keys of this process's requests in flight, with their fingerprints: a repeat is refused without a store round trip. */
-  readonly #inFlight = new Map<string, string>();
+  readonly #commits: KeyedCommits;
 
   constructor(store: KeyStore, windowMs: number) {
-    this.#store = store;
-    this.#windowMs = windowMs;
+    this.#commits = new KeyedCommits(store, windowMs);
   }
 
   /**
@@ -36,15 +31,8 @@ export class IdempotentRequests {
       return send(res, answer);
     }
     const print = fingerprint(req.method ?? '', req.url ?? '', body);
-    const held = this.#inFlight.get(key);
-    if (held !== undefined) throw held === print ? new KeyInFlightError() : new KeyMismatchError();
-    this.#inFlight.set(key, print);
-    try {
-      const outcome = await processOnce(this.#store, { key, fingerprint: print, answer }, this.#windowMs, commit);
-      send(res, outcome.answer, outcome.replayed ? REPLAYED : undefined);
-    } finally {
-      this.#inFlight.delete(key);
-    }
+    const outcome = await this.#commits.once({ key, fingerprint: print, answer }, commit);
+    send(res, outcome.answer, outcome.replayed ? REPLAYED : undefined);
   }
 }
 

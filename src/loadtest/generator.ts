@@ -28,7 +28,7 @@ const NDJSON = { 'content-type': 'application/x-ndjson' };
 const RETRYABLE = new Set([409, 429, 500, 502, 503, 504]);
 
 /** The pause before the nth retry: 250 ms, doubled each time, at most 2 s (the service asks for 1 s with Retry-After). */
-function retryDelayMs(retry: number): number {
+export function retryDelayMs(retry: number): number {
   return Math.min(2_000, 250 * 2 ** retry);
 }
 

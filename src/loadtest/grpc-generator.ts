@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import * as grpc from '@grpc/grpc-js';
 import type { DomainCounts } from '../core/status.js';
 import type { GrpcClients } from '../client/grpc-clients.js';
 import { Random, mix32 } from '../workload/random.js';
 import type { Workload, WorkloadEvent } from '../workload/workload.js';
+import { retryDelayMs } from './generator.js';
 import type { Ledger, Outcome } from './ledger.js';
 import type { LoadtestOptions } from './options.js';
 import type { PacedSender } from './pacer.js';
@@ -22,6 +24,8 @@ const HTTP_EQUIVALENT: Partial<Record<grpc.status, number>> = {
   [grpc.status.UNAUTHENTICATED]: 401,
   [grpc.status.PERMISSION_DENIED]: 403,
   [grpc.status.NOT_FOUND]: 404,
+  [grpc.status.ABORTED]: 409,
+  [grpc.status.FAILED_PRECONDITION]: 422,
   [grpc.status.RESOURCE_EXHAUSTED]: 429,
   [grpc.status.UNIMPLEMENTED]: 501,
   [grpc.status.UNAVAILABLE]: 503,
@@ -33,10 +37,30 @@ interface Ack {
   rejections: { index: number }[];
 }
 
+/** Sent again by --retries (with the same idempotency_key): those of HTTP's 409, 429, 5xx and no answer. */
+const RETRYABLE = new Set([
+  grpc.status.ABORTED,
+  grpc.status.RESOURCE_EXHAUSTED,
+  grpc.status.INTERNAL,
+  grpc.status.UNAVAILABLE,
+  grpc.status.DEADLINE_EXCEEDED,
+  grpc.status.UNKNOWN,
+]);
+
+interface BatchMessage {
+  events: { domain: string; type: string }[];
+  idempotency_key?: string;
+}
+
 interface Exchange {
   due: number;
   sentAt: number;
   events: WorkloadEvent[];
+  /** Kept for --retries; undefined for a read. */
+  batch?: BatchMessage;
+  retriesLeft: number;
+  /** Times sent: every one before the last may have been counted, unless the batch has a key. */
+  attempts: number;
 }
 
 /** One Publish stream: its batches in flight, acked in the order they were written. */
@@ -75,6 +99,9 @@ export class GrpcGenerator implements PacedSender {
   readonly #ingestMetadata: grpc.Metadata;
   readonly #readMetadata: grpc.Metadata;
   readonly #streams: (Stream | undefined)[];
+  /** With --idempotency-keys: keys are this run's id and a sequence number, so that no two runs share one. */
+  readonly #keyPrefix: string | undefined;
+  #keySeq = 0;
   #nextStream = 0;
   #inFlight = 0;
   #idle: (() => void) | undefined;
@@ -91,6 +118,7 @@ export class GrpcGenerator implements PacedSender {
     this.#ingestMetadata = this.#clients.metadata(options.options.ingestToken);
     this.#readMetadata = this.#clients.metadata(options.options.readToken);
     this.#streams = new Array(options.options.mode === 'stream' ? options.options.connections : 0).fill(undefined);
+    this.#keyPrefix = options.options.idempotencyKeys ? randomUUID() : undefined;
   }
 
   ready(): boolean {
@@ -102,22 +130,29 @@ export class GrpcGenerator implements PacedSender {
     const { mode, batchSize, readRatio, timeoutMs } = this.#options;
     this.#inFlight++;
     if (readRatio > 0 && this.#readDecisions.next() < readRatio) {
-      const exchange: Exchange = { due, sentAt: now, events: [] };
+      const exchange: Exchange = { due, sentAt: now, events: [], retriesLeft: 0, attempts: 1 };
       this.#stats.sentOne(due, now, 0, queued);
       const domain = this.#workload.name(this.#workload.sampleDomain());
       this.#clients.status.Get!({ domain }, this.#readMetadata, { deadline: Date.now() + timeoutMs }, (error: grpc.ServiceError | null) => this.#finish(exchange, error, undefined));
       return;
     }
     const events = Array.from({ length: mode === 'event' ? 1 : batchSize }, () => this.#workload.next()!);
-    const exchange: Exchange = { due, sentAt: now, events };
+    const batch: BatchMessage = { events: events.map((event) => ({ domain: this.#workload.name(event.index), type: TYPES[event.type] })) };
+    if (this.#keyPrefix !== undefined) batch.idempotency_key = `${this.#keyPrefix}-${this.#keySeq++}`;
+    const exchange: Exchange = { due, sentAt: now, events, batch, retriesLeft: this.#options.retries, attempts: 0 };
     this.#stats.sentOne(due, now, events.length, queued);
-    const batch = { events: events.map((event) => ({ domain: this.#workload.name(event.index), type: TYPES[event.type] })) };
-    if (mode === 'stream') {
+    this.#dispatch(exchange);
+  }
+
+  #dispatch(exchange: Exchange): void {
+    exchange.attempts++;
+    if (this.#options.mode === 'stream') {
       const stream = this.#stream(this.#nextStream++ % this.#streams.length);
       stream.pending.push(exchange);
-      stream.call.write(batch);
+      stream.call.write(exchange.batch);
     } else {
-      this.#clients.ingest.PublishOne!(batch, this.#ingestMetadata, { deadline: Date.now() + timeoutMs }, (error: grpc.ServiceError | null, ack: Ack) =>
+      const deadline = Date.now() + this.#options.timeoutMs;
+      this.#clients.ingest.PublishOne!(exchange.batch, this.#ingestMetadata, { deadline }, (error: grpc.ServiceError | null, ack: Ack) =>
         this.#finish(exchange, error, ack),
       );
     }
@@ -160,6 +195,7 @@ export class GrpcGenerator implements PacedSender {
   }
 
   #finish(exchange: Exchange, error: grpc.ServiceError | null, ack: Ack | undefined): void {
+    if (error && exchange.retriesLeft > 0 && RETRYABLE.has(error.code)) return this.#retry(exchange);
     const now = performance.now();
     if (error?.code === grpc.status.DEADLINE_EXCEEDED) {
       this.#stats.failed(exchange.due, 'timeout');
@@ -172,7 +208,7 @@ export class GrpcGenerator implements PacedSender {
       this.#stats.answered(exchange.due, exchange.sentAt, now, HTTP_EQUIVALENT[code] ?? 500);
       if (!error && ack) {
         const rejected = new Set(ack.rejections.map((r) => r.index));
-        exchange.events.forEach((event, i) => this.#record(event, rejected.has(i) ? 'rejected' : 'acknowledged'));
+        exchange.events.forEach((event, i) => this.#record(exchange, event, rejected.has(i) ? 'rejected' : 'acknowledged'));
         this.#stats.acknowledged(exchange.due, exchange.events.length - rejected.size);
       } else {
         this.#recordAll(exchange, error ? outcomeOfStatus(error) : 'acknowledged');
@@ -186,12 +222,24 @@ export class GrpcGenerator implements PacedSender {
     }
   }
 
-  #recordAll(exchange: Exchange, outcome: Outcome): void {
-    for (const event of exchange.events) this.#record(event, outcome);
+  /** Sends the batch again, with the same key, after a pause; it keeps its slot meanwhile. */
+  #retry(exchange: Exchange): void {
+    const retry = this.#options.retries - exchange.retriesLeft;
+    exchange.retriesLeft--;
+    this.#stats.retried(exchange.due);
+    setTimeout(() => this.#dispatch(exchange), retryDelayMs(retry));
   }
 
-  #record(event: WorkloadEvent, outcome: Outcome): void {
-    this.#ledger?.record(event.index, event.type, outcome);
+  #recordAll(exchange: Exchange, outcome: Outcome): void {
+    exchange.events.forEach((event) => this.#record(exchange, event, outcome));
+  }
+
+  #record(exchange: Exchange, event: WorkloadEvent, outcome: Outcome): void {
+    if (!this.#ledger) return;
+    this.#ledger.record(event.index, event.type, outcome);
+    // Every attempt before the last may have been counted; with a key, the service counts them once.
+    if (exchange.batch?.idempotency_key !== undefined) return;
+    for (let i = 1; i < exchange.attempts; i++) this.#ledger.record(event.index, event.type, 'indefinite');
   }
 }
 

@@ -95,9 +95,6 @@ export function resolveLoadtestOptions(input: Partial<LoadtestOptions>): Readonl
   integer('domains', options.domains, 1, MAX_DOMAINS);
   integer('seed', options.seed, 0, 2 ** 32 - 1);
   integer('retries', options.retries, 0, 100);
-  if ((options.idempotencyKeys || options.retries > 0) && options.protocol === 'grpc') {
-    throw new ValidationError('idempotencyKeys and retries: over HTTP only for now');
-  }
   ratio('readRatio', options.readRatio);
   ratio('bounceRatio', options.bounceRatio);
   oneOf('mode', options.mode, MODES);

@@ -24,8 +24,11 @@ interface Response {
   error?: string;
 }
 
-/** In the primary: answers the workers' requests for the cluster-wide metrics. */
-export function serveClusterMetrics(): void {
+/**
+ * In the primary: answers the workers' requests for the cluster-wide metrics, and returns the
+ * same scrape for a primary that serves GET /metrics itself (serve-grpc's --metrics-port).
+ */
+export function serveClusterMetrics(): { scrape(): Promise<string>; contentType: string } {
   const aggregator = new AggregatorRegistry();
   cluster.on('message', (worker, message: Request) => {
     if (message?.type !== REQUEST) return;
@@ -37,6 +40,7 @@ export function serveClusterMetrics(): void {
       (error: Error) => reply({ error: error.message }),
     );
   });
+  return { scrape: () => aggregator.clusterMetrics(), contentType: aggregator.contentType };
 }
 
 /**
