@@ -37,7 +37,7 @@ export function serveGrpcCommand(): Command {
     )
     .addOption(
       option('--max-stream-batches <n>', 'batches of one Publish stream committed at once; the stream is not read beyond', 'SVC_MAX_STREAM_BATCHES')
-        .default(64)
+        .default(1024)
         .argParser(parseInteger(1)),
     )
     .addOption(idempotencyWindowOption('idempotency_key'))

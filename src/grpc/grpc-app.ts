@@ -13,11 +13,19 @@ import { openIngestion, type TokenOptions } from '../http/apps.js';
 import { metricsRoutes } from '../http/metrics-route.js';
 import { createRouter } from '../http/router.js';
 import type { StoreOptions } from '../store/open-store.js';
+import { Http2GrpcServer, type CallStatus, type ServerCall } from './http2-server.js';
+import { ingestCodec, type AckMessage as Ack, type BatchMessage } from './ingest-codec.js';
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/svc/v1/ingest.proto', import.meta.url));
 const SERVICES = ['svc.v1.Ingest', 'svc.v1.Status'];
 /** Rejections listed in an Ack, as `POST /events` lists its first errors. */
 const MAX_REJECTIONS = 10;
+/**
+ * Events of one Publish stream being committed at once, beyond which it is not read (besides
+ * --max-stream-batches): a few MB, and far below --max-pending, so that large batches slow their
+ * stream down rather than fail it with RESOURCE_EXHAUSTED.
+ */
+const MAX_STREAM_EVENTS = 20_000;
 
 export interface GrpcAppOptions extends StoreOptions, EngineOptions, TokenOptions {
   threshold: number;
@@ -30,7 +38,7 @@ export interface GrpcAppOptions extends StoreOptions, EngineOptions, TokenOption
 }
 
 export interface GrpcApp {
-  server: grpc.Server;
+  server: Http2GrpcServer;
   /** Serves GET /metrics for --metrics-port. */
   metricsListener: import('node:http').RequestListener;
   /** The daemon is stopping: health turns NOT_SERVING and new events are refused (UNAVAILABLE). */
@@ -39,24 +47,8 @@ export interface GrpcApp {
   close(): Promise<void>;
 }
 
-interface EventMessage {
-  domain?: string;
-  type?: string | number;
-}
-interface BatchMessage {
-  events?: EventMessage[];
-  idempotency_key?: string;
-}
 /** What an Ack says of its batch, stored with an idempotency key and sent again to its repeats. */
-interface Outcome {
-  accepted: number;
-  rejected: number;
-  rejections: { index: number; reason: string }[];
-}
-interface Ack extends Outcome {
-  batch: number;
-  replayed: boolean;
-}
+type Outcome = Pick<Ack, 'accepted' | 'rejected' | 'rejections'>;
 
 /** The proto, loaded as protobufjs reads it: field names as written, enums by name, uint64 as numbers. */
 const LOAD_OPTIONS: protoLoader.Options = { keepCase: true, enums: String, longs: Number, defaults: true, arrays: true };
@@ -71,17 +63,16 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
 
   const definition = loadProto();
   const proto = grpc.loadPackageDefinition(definition) as unknown as { svc: { v1: Record<string, { service: grpc.ServiceDefinition }> } };
-  const server = new grpc.Server({
-    'grpc.max_receive_message_length': options.maxMessageBytes,
-    // A connection without a call for this long is closed (idle streams cost a socket each).
-    'grpc.max_connection_idle_ms': 5 * 60_000,
-  });
+  // A connection without traffic for this long is closed (idle streams cost a socket each).
+  const server = new Http2GrpcServer({ maxMessageBytes: options.maxMessageBytes, idleTimeoutMs: 5 * 60_000 });
+  // The standard implementations, written for grpc-js's server: ours takes the same addService.
+  const asGrpcServer = server as unknown as grpc.Server;
   const health = new HealthImplementation(Object.fromEntries(['', ...SERVICES].map((name) => [name, 'SERVING'])));
-  health.addToServer(server);
+  health.addToServer(asGrpcServer);
   // Reflection describes the health service too, so that grpcurl can call it by name.
-  new ReflectionService(protoLoader.loadSync([PROTO_FILE, healthProto], LOAD_OPTIONS)).addToServer(server);
+  new ReflectionService(protoLoader.loadSync([PROTO_FILE, healthProto], LOAD_OPTIONS)).addToServer(asGrpcServer);
 
-  /** Open Publish streams, each closed with UNAVAILABLE once its batches in flight are acked, when the daemon stops. */
+  /** Open Publish streams, each ended with UNAVAILABLE once its batches in flight are acked, when the daemon stops. */
   const openStreams = new Set<() => void>();
   const ingestAllowed = guard(options.ingestToken);
   const readAllowed = guard(options.readToken);
@@ -97,9 +88,9 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
     const events: DomainEvent[] = [];
     const rejections: Outcome['rejections'] = [];
     let rejected = 0;
-    (batch.events ?? []).forEach((event, index) => {
+    batch.events.forEach((event, index) => {
       try {
-        events.push({ domain: normalizeDomain(event.domain ?? ''), type: eventType(event.type) });
+        events.push({ domain: normalizeDomain(event.domain), type: eventType(event.type) });
       } catch (error) {
         const reason: RejectReason = error instanceof ValidationError ? error.reason : 'invalid_input';
         observer.rejected(reason, 1);
@@ -108,7 +99,7 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
       }
     });
     if (events.length === 0) {
-      throw statusError(grpc.status.INVALID_ARGUMENT, rejected === 0 ? 'the batch holds no events' : `no valid events: ${rejections[0]!.reason}`);
+      throw new ValidationError(rejected === 0 ? 'the batch holds no events' : `no valid events: ${rejections[0]!.reason}`);
     }
     const outcome: Outcome = { accepted: events.length, rejected, rejections };
     if (key === undefined) {
@@ -120,65 +111,95 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
     return { batch: sequence, ...(JSON.parse(answer.body) as Outcome), replayed };
   }
 
-  server.addService(proto.svc.v1.Ingest!.service, {
-    Publish: (call: grpc.ServerDuplexStream<BatchMessage, Ack>) => {
-      if (!ingestAllowed(call)) return void call.emit('error', unauthenticated());
-      let sequence = 0;
-      let inFlight = 0;
-      let failed = false;
-      // Acks go out in batch order: each waits for the one before it.
-      let previous: Promise<void> = Promise.resolve();
-      call.on('data', (batch: BatchMessage) => {
-        // After an error status nothing more of this stream is taken in.
-        if (failed) return;
-        const result = ingest(batch, ++sequence);
-        result.catch(() => {});
-        if (++inFlight >= options.maxStreamBatches) call.pause();
-        previous = previous.then(async () => {
-          try {
-            if (failed) return;
-            const ack = await result;
-            // A client that does not read its acks stops this stream from being read: memory stays bounded.
-            if (!call.write(ack)) await writable(call);
-          } catch (error) {
-            failed = true;
-            call.emit('error', toStatus(error));
-          } finally {
-            if (--inFlight < options.maxStreamBatches) call.resume();
-          }
-        });
-      });
-      const closeForShutdown = () =>
-        void previous.then(() => {
-          if (failed) return;
-          failed = true;
-          call.emit('error', statusError(grpc.status.UNAVAILABLE, 'server is shutting down'));
-        });
-      openStreams.add(closeForShutdown);
-      call.on('end', () => {
-        openStreams.delete(closeForShutdown);
-        void previous.then(() => failed || call.end());
-      });
-      call.on('error', () => {
-        openStreams.delete(closeForShutdown);
-        failed = true;
-      });
+  const codec = ingestCodec(PROTO_FILE);
+  const ingestService = withCodec(proto.svc.v1.Ingest!.service, codec.decodeBatch, codec.encodeAck);
+  server.addService(ingestService, {
+    Publish: (call: ServerCall<BatchMessage, Ack>) => {
+      if (!ingestAllowed(call)) return call.sendStatus(unauthenticated());
+      openStreams.add(publishStream(call));
     },
-    PublishOne: (call: grpc.ServerUnaryCall<BatchMessage, Ack>, callback: grpc.sendUnaryData<Ack>) => {
+    PublishOne: (call: ServerCall<BatchMessage, Ack>, callback: (error: CallStatus | null, ack?: Ack) => void) => {
       if (!ingestAllowed(call)) return callback(unauthenticated());
-      ingest(call.request, 1).then(
+      ingest(call.request!, 1).then(
         (ack) => callback(null, ack),
         (error) => callback(toStatus(error)),
       );
     },
   });
 
+  /**
+   * One Publish stream: batches are committed as they come, at most --max-stream-batches at once,
+   * and acked in their order; the first failure ends the stream with its status. Returns what
+   * ends the stream when the daemon stops: the acks of the batches in flight, then UNAVAILABLE.
+   */
+  function publishStream(call: ServerCall<BatchMessage, Ack>): () => void {
+    let sequence = 0;
+    /** Batches being committed, oldest first. */
+    const waiting: { ack?: Ack; error?: unknown; settled: boolean }[] = [];
+    let eventsInFlight = 0;
+    let ended = false;
+    let requestsEnded = false;
+    let stopping = false;
+    let paused = false;
+    let writable = true;
+    const finish = (status: CallStatus) => {
+      if (ended) return;
+      ended = true;
+      openStreams.delete(stop);
+      call.sendStatus(status);
+    };
+    // A slow store (batches in flight) or a client that does not read its acks (writes buffered)
+    // stops the stream from being read: memory stays bounded.
+    const flow = () => {
+      const hold = waiting.length >= options.maxStreamBatches || eventsInFlight >= MAX_STREAM_EVENTS || !writable;
+      if (hold !== paused) (paused = hold) ? call.pause() : call.resume();
+    };
+    const release = () => {
+      while (!ended && waiting.length > 0 && waiting[0]!.settled) {
+        const { ack, error } = waiting.shift()!;
+        if (error !== undefined) return finish(toStatus(error));
+        if (!call.write(ack!)) writable = false;
+      }
+      if (waiting.length === 0 && requestsEnded) finish({ code: grpc.status.OK, details: '' });
+      else if (waiting.length === 0 && stopping) finish(statusError(grpc.status.UNAVAILABLE, 'server is shutting down'));
+      flow();
+    };
+    const stop = () => {
+      stopping = true;
+      release();
+    };
+    call.on('data', (batch: BatchMessage) => {
+      if (ended || stopping) return;
+      const entry: (typeof waiting)[number] = { settled: false };
+      const events = batch.events.length;
+      waiting.push(entry);
+      eventsInFlight += events;
+      const settle = () => {
+        entry.settled = true;
+        eventsInFlight -= events;
+        release();
+      };
+      ingest(batch, ++sequence).then(
+        (ack) => ((entry.ack = ack), settle()),
+        (error) => ((entry.error = error ?? new Error('failed')), settle()),
+      );
+      flow();
+    });
+    call.on('drain', () => ((writable = true), flow()));
+    call.on('end', () => ((requestsEnded = true), release()));
+    call.on('cancelled', () => {
+      ended = true;
+      openStreams.delete(stop);
+    });
+    return stop;
+  }
+
   server.addService(proto.svc.v1.Status!.service, {
-    Get: (call: grpc.ServerUnaryCall<{ domain?: string }, unknown>, callback: grpc.sendUnaryData<unknown>) => {
+    Get: (call: ServerCall<{ domain?: string }, unknown>, callback: (error: CallStatus | null, status?: unknown) => void) => {
       if (!readAllowed(call)) return callback(unauthenticated());
       let domain: string;
       try {
-        domain = normalizeDomain(call.request.domain ?? '');
+        domain = normalizeDomain(call.request!.domain ?? '');
       } catch (error) {
         return callback(toStatus(error));
       }
@@ -204,27 +225,29 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
   };
 }
 
-/** Resolves once the call can take more writes, or will never need to (cancelled, closed). */
-function writable(call: grpc.ServerDuplexStream<BatchMessage, Ack>): Promise<void> {
-  return new Promise((resolve) => {
-    const done = () => {
-      call.off('drain', done).off('cancelled', done).off('close', done);
-      resolve();
-    };
-    call.once('drain', done).once('cancelled', done).once('close', done);
-  });
-}
-
 /** What identifies a keyed batch: its events as sent, in order (a key used over HTTP never matches). */
 function batchFingerprint(batch: BatchMessage): string {
-  const events = (batch.events ?? []).map((event) => [event.domain ?? '', event.type ?? 0]);
+  const events = batch.events.map((event) => [event.domain, event.type]);
   return fingerprint('gRPC', 'svc.v1.Ingest', Buffer.from(JSON.stringify(events)));
 }
 
-function eventType(type: string | number | undefined): EventType {
-  if (type === 'EVENT_TYPE_DELIVERED') return 'delivered';
-  if (type === 'EVENT_TYPE_BOUNCED') return 'bounced';
-  throw new ValidationError(`unknown event type ${JSON.stringify(type ?? 'EVENT_TYPE_UNSPECIFIED')}`, 'invalid_type');
+const EVENT_TYPES: Record<number, EventType> = { 1: 'delivered', 2: 'bounced' };
+const EVENT_TYPE_NAMES: Record<number, string> = { 0: 'EVENT_TYPE_UNSPECIFIED', 1: 'EVENT_TYPE_DELIVERED', 2: 'EVENT_TYPE_BOUNCED' };
+
+function eventType(type: number): EventType {
+  const known = EVENT_TYPES[type];
+  if (known) return known;
+  throw new ValidationError(`unknown event type ${JSON.stringify(EVENT_TYPE_NAMES[type] ?? type)}`, 'invalid_type');
+}
+
+/** The service with its requests and responses read and written by `decode` and `encode`. */
+function withCodec<Request, Response>(
+  service: grpc.ServiceDefinition,
+  decode: (bytes: Buffer) => Request,
+  encode: (message: Response) => Buffer,
+): grpc.ServiceDefinition {
+  const methods = Object.entries(service).map(([name, method]) => [name, { ...method, requestDeserialize: decode, responseSerialize: encode }]);
+  return Object.fromEntries(methods) as grpc.ServiceDefinition;
 }
 
 /** Checks `authorization: Bearer <token>` metadata when a token is set. */
@@ -237,7 +260,7 @@ function guard(token: string | undefined): (call: { metadata: grpc.Metadata }) =
   };
 }
 
-function unauthenticated(): grpc.ServiceError {
+function unauthenticated(): CallStatus {
   return statusError(grpc.status.UNAUTHENTICATED, 'a valid bearer token is required (metadata authorization: Bearer <token>)');
 }
 
@@ -245,8 +268,7 @@ const KEY_IN_FLIGHT = 'a batch with this idempotency_key is being committed; ret
 const KEY_MISMATCH = 'this idempotency_key was used for another batch (other events)';
 
 /** The gRPC status for an error, as the HTTP API maps the same errors to 400, 409, 422, 429, 503. */
-function toStatus(error: unknown): grpc.ServiceError {
-  if ((error as grpc.ServiceError)?.code !== undefined && typeof (error as grpc.ServiceError).code === 'number') return error as grpc.ServiceError;
+function toStatus(error: unknown): CallStatus {
   if (error instanceof ValidationError) return statusError(grpc.status.INVALID_ARGUMENT, error.message);
   if (error instanceof OverloadedError) return statusError(grpc.status.RESOURCE_EXHAUSTED, error.message);
   if (error instanceof KeyInFlightError) return statusError(grpc.status.ABORTED, KEY_IN_FLIGHT);
@@ -256,6 +278,6 @@ function toStatus(error: unknown): grpc.ServiceError {
   return statusError(grpc.status.INTERNAL, 'internal error');
 }
 
-function statusError(code: grpc.status, details: string): grpc.ServiceError {
-  return Object.assign(new Error(details), { code, details, metadata: new grpc.Metadata() });
+function statusError(code: grpc.status, details: string): CallStatus {
+  return { code, details };
 }

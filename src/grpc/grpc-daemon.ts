@@ -1,7 +1,6 @@
 import cluster from 'node:cluster';
 import { createServer, type RequestListener, type Server as HttpServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import * as grpc from '@grpc/grpc-js';
 import { runPrimary, stopWhenPrimaryGone } from '../cluster-primary.js';
 import { metricsRoutes } from '../http/metrics-route.js';
 import { createRouter } from '../http/router.js';
@@ -48,9 +47,7 @@ export async function runGrpcDaemon(options: GrpcDaemonOptions, appOptions: Grpc
 
 async function serve(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Promise<void> {
   const app = await createGrpcApp(appOptions);
-  const port = await new Promise<number>((resolve, reject) =>
-    app.server.bindAsync(`${options.host}:${options.port}`, grpc.ServerCredentials.createInsecure(), (error, bound) => (error ? reject(error) : resolve(bound))),
-  );
+  const port = await app.server.listen(options.host, options.port);
   const where = { daemon: 'serve-grpc', url: `${options.host}:${port}` };
   // A worker's metrics are served by the primary, for the whole cluster.
   const metrics = cluster.isWorker ? undefined : await serveMetrics(options, app.metricsListener);
@@ -63,13 +60,12 @@ async function serve(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Pr
     stopping = true;
     log('info', 'stopping', { daemon: 'serve-grpc', signal });
     app.drain();
-    const drained = await new Promise<boolean>((resolve) => {
-      const timer = setTimeout(() => resolve(false), options.shutdownTimeoutMs);
-      app.server.tryShutdown(() => {
-        clearTimeout(timer);
-        resolve(true);
-      });
-    });
+    let timer: NodeJS.Timeout | undefined;
+    const drained = await Promise.race([
+      app.server.shutdown().then(() => true),
+      new Promise<false>((resolve) => (timer = setTimeout(() => resolve(false), options.shutdownTimeoutMs))),
+    ]);
+    clearTimeout(timer);
     if (!drained) app.server.forceShutdown();
     await app.close();
     metrics?.server.close();
