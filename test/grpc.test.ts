@@ -130,6 +130,29 @@ describe('svc serve-grpc', () => {
     expect(await client.publishOne([delivered('after-garbage.example')])).toMatchObject({ accepted: 1 });
   });
 
+  it('answers an unknown method and a compressed message with UNIMPLEMENTED, and outlives a cancelled stream', async () => {
+    const raw = new grpc.Client(daemon.url, grpc.credentials.createInsecure());
+    const unknown = await new Promise<grpc.ServiceError>((resolve) =>
+      raw.makeUnaryRequest('/svc.v1.Ingest/Nope', (b: Buffer) => b, (b: Buffer) => b, Buffer.alloc(0), (e) => resolve(e!)),
+    );
+    raw.close();
+    expect(unknown.code).toBe(grpc.status.UNIMPLEMENTED);
+
+    const gzip = new svc.Ingest(daemon.url, grpc.credentials.createInsecure(), { 'grpc.default_compression_algorithm': 2, 'grpc.use_local_subchannel_pool': 1 });
+    const compressed = await new Promise<grpc.ServiceError | null>((resolve) => gzip.PublishOne({ events: [delivered('gzip.example')] }, (e: grpc.ServiceError | null) => resolve(e)));
+    gzip.close();
+    expect(compressed?.code).toBe(grpc.status.UNIMPLEMENTED);
+
+    const ingest = new svc.Ingest(daemon.url, grpc.credentials.createInsecure());
+    const call = ingest.Publish(new grpc.Metadata());
+    const cancelled = new Promise((resolve) => call.on('error', resolve));
+    call.on('data', () => call.cancel());
+    for (let i = 0; i < 100; i++) call.write({ events: [delivered('cancel.example')] });
+    expect(await cancelled).toMatchObject({ code: grpc.status.CANCELLED });
+    ingest.close();
+    expect(await client.publishOne([delivered('after-cancel.example')])).toMatchObject({ accepted: 1 });
+  });
+
   it('answers the standard health service and server reflection', async () => {
     const health = protoLoader.loadSync(require.resolve('grpc-health-check/proto/health/v1/health.proto'), { keepCase: true, enums: String });
     const Health = (grpc.loadPackageDefinition(health) as any).grpc.health.v1.Health;
@@ -138,6 +161,9 @@ describe('svc serve-grpc', () => {
       new Promise((resolve, reject) => checker.Check({ service }, (error: Error | null, reply: unknown) => (error ? reject(error) : resolve(reply))));
     expect(await check('')).toEqual({ status: 'SERVING' });
     expect(await check('svc.v1.Ingest')).toEqual({ status: 'SERVING' });
+    const watch = checker.Watch({ service: 'svc.v1.Status' }).on('error', () => {});
+    expect(await new Promise((resolve) => watch.once('data', resolve))).toEqual({ status: 'SERVING' });
+    watch.cancel();
     checker.close();
 
     const reflection = protoLoader.loadSync(require.resolve('@grpc/reflection/build/proto/grpc/reflection/v1alpha/reflection.proto'), { keepCase: true });
