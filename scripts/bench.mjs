@@ -249,8 +249,7 @@ function printTable(result) {
     const http = g.size === 1 ? 'PUT' : 'POST NDJSON';
     others.push([`serve-grpc, batches of ${n(g.size)}, events/s: one Publish stream, 4 streams, vs ${http}`, `${n(g.grpcOneStream)}, ${n(g.grpcFourStreams)} against ${n(g.http)}: ${ratio(g.grpcOneStream, g.http)}`]);
   }
-  if (result.grpc) {
-    const l = result.grpc.latency;
+  for (const l of result.grpc?.latencies ?? []) {
     others.push([`serve-grpc send → ack at ${n(l.rate)} one-event batches/s on one stream`, `P50 ${ms(l.p50Ms, 2)}, P95 ${ms(l.p95Ms, 2)}, P99 ${ms(l.p99Ms, 2)}`]);
   }
   if (result.mongo) others.push(['MongoDB ingestion vs the driver\'s bulk upserts', `${n(result.mongo.serveHttp.eventsPerSecond)} events/s against ${n(result.mongo.ceiling.eventsPerSecond)}: ${ratio(result.mongo.serveHttp.eventsPerSecond, result.mongo.ceiling.eventsPerSecond)} (${result.mongo.server})`]);
