@@ -90,7 +90,7 @@ try {
       grpcFourStreams: four.eventsPerSecond,
       grpcOneStreamKeyed: keyed.eventsPerSecond,
       http: Math.round(http.okRps * size),
-      grpcErrors: { ...one.errors, ...four.errors, ...keyed.errors },
+      grpcErrors: [one, four, keyed].flatMap((run) => Object.entries(run.errors)).reduce((sum, [code, n]) => ({ ...sum, [code]: (sum[code] ?? 0) + n }), {}),
       httpNon2xx: http.non2xx,
       grpcOneStreamP95Ms: one.latencyMs.p95,
       httpP95Ms: http.p95Ms,

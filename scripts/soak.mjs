@@ -1,5 +1,5 @@
 #!/usr/bin/env node
-// Soak: minutes of load on serve-http while it is killed with SIGKILL (or stopped with SIGTERM)
+// Soak: minutes of load on serve-http (or serve-grpc) while it is killed with SIGKILL (or stopped with SIGTERM)
 // every few seconds and restarted on the same store and port. `svc loadtest --verify` drives the
 // load and, at the end, reads every touched domain back: events the service acknowledged and did
 // not count are `lost`, which must be 0 however many times it died. With --idempotency-keys the
@@ -8,9 +8,10 @@
 // and `extra` must be 0 too.
 //
 //   npx tsc -p . && node scripts/soak.mjs [--minutes 3] [--rps 2000] [--kill-every 10] [--signal SIGKILL]
-//       [--workers 1] [--store <dir|mongodb://…>] [--mode event|batch] [--idempotency-keys [--retries 6]]
+//       [--workers 1] [--store <dir|mongodb://…>] [--mode event|batch|stream] [--idempotency-keys [--retries 6]]
+//       [--protocol http|grpc]
 //
-// Writes bench/results/soak-<date>-<signal>-<workers>w[-keys].json with events sent, acknowledged, counted, lost,
+// Writes bench/results/soak-<date>-<signal>-<workers>w[-keys][-grpc].json with events sent, acknowledged, counted, lost,
 // extra and the restarts survived.
 import { spawn } from 'node:child_process';
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -35,14 +36,17 @@ const { values } = parseArgs({
     mode: { type: 'string', default: 'event' },
     'idempotency-keys': { type: 'boolean', default: false },
     retries: { type: 'string' },
+    protocol: { type: 'string', default: 'http' },
   },
 });
+const grpc = values.protocol === 'grpc';
+const daemon = grpc ? 'serve-grpc' : 'serve-http';
 const keyed = values['idempotency-keys'];
 const retries = values.retries ?? (keyed ? '6' : '0');
 const work = mkdtempSync(join(tmpdir(), 'svc-soak-'));
 const store = values.store ?? join(work, 'store');
 const port = await freePort();
-const target = `http://127.0.0.1:${port}`;
+const target = grpc ? `127.0.0.1:${port}` : `http://127.0.0.1:${port}`;
 
 function freePort() {
   return new Promise((resolve) => {
@@ -53,10 +57,10 @@ function freePort() {
   });
 }
 
-/** Starts serve-http and resolves once it listens; retries while the port is still held by the dead one. */
+/** Starts the daemon and resolves once it listens; retries while the port is still held by the dead one. */
 async function startServer() {
   for (let attempt = 0; ; attempt++) {
-    const child = spawn(process.execPath, [SVC, 'serve-http', '--store', store, '--port', String(port), '--workers', values.workers], {
+    const child = spawn(process.execPath, [SVC, daemon, '--store', store, '--port', String(port), '--workers', values.workers], {
       stdio: ['ignore', 'pipe', 'inherit'],
     });
     const listening = await new Promise((resolve) => {
@@ -66,7 +70,7 @@ async function startServer() {
       });
     });
     if (listening) return child;
-    if (attempt === 20) throw new Error('serve-http does not start again');
+    if (attempt === 20) throw new Error(`${daemon} does not start again`);
     await sleep(250);
   }
 }
@@ -84,7 +88,7 @@ const durationSeconds = Math.round(Number(values.minutes) * 60);
 const report = join(work, 'report.json');
 const loadtest = spawn(
   process.execPath,
-  [SVC, 'loadtest', '--target', target, '--rps', values.rps, '--duration', `${durationSeconds}s`, '--timeout', '2s', '--mode', values.mode,
+  [SVC, 'loadtest', '--protocol', values.protocol, '--target', target, '--rps', values.rps, '--duration', `${durationSeconds}s`, '--timeout', '2s', '--mode', values.mode,
     '--connections', '32', '--domains', '100000', '--distribution', 'zipf', '--verify', '--json', report,
     '--retries', retries, ...(keyed ? ['--idempotency-keys'] : [])],
   { stdio: ['ignore', 'inherit', 'inherit'] },
@@ -111,6 +115,7 @@ const summary = {
   date: new Date().toISOString(),
   command: `node scripts/soak.mjs ${process.argv.slice(2).join(' ')}`.trim(),
   machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+  daemon,
   store: values.store ? 'mongodb' : 'embedded (LMDB)',
   signal: values.signal,
   workers: Number(values.workers),
@@ -132,7 +137,7 @@ const summary = {
   loadtestExitCode: code,
 };
 mkdirSync(join(ROOT, 'bench/results'), { recursive: true });
-const out = join(ROOT, `bench/results/soak-${summary.date.slice(0, 10)}-${values.signal.toLowerCase()}-${values.workers}w${keyed ? '-keys' : ''}.json`);
+const out = join(ROOT, `bench/results/soak-${summary.date.slice(0, 10)}-${values.signal.toLowerCase()}-${values.workers}w${keyed ? '-keys' : ''}${grpc ? '-grpc' : ''}.json`);
 writeFileSync(out, JSON.stringify(summary, null, 2) + '\n');
 console.log(JSON.stringify(summary.events), `restarts ${restarts}; written to ${out}`);
 rmSync(work, { recursive: true, force: true });

@@ -1,5 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
+import { constants, connect } from 'node:http2';
 import { join } from 'node:path';
 import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
@@ -151,6 +152,27 @@ describe('svc serve-grpc', () => {
     expect(await cancelled).toMatchObject({ code: grpc.status.CANCELLED });
     ingest.close();
     expect(await client.publishOne([delivered('after-cancel.example')])).toMatchObject({ accepted: 1 });
+  });
+
+  it('outlives clients that reset their calls half-way, and takes a message that arrives in many pieces', async () => {
+    // Raw HTTP/2: calls whose client resets them (NO_ERROR) before it has sent its whole request.
+    const session = connect(`http://${daemon.url}`);
+    const reset = (path: string, body: Buffer) =>
+      new Promise<void>((resolve) => {
+        const stream = session.request({ ':method': 'POST', ':path': path, 'content-type': 'application/grpc', te: 'trailers' });
+        stream.on('error', () => {}).on('close', resolve).resume();
+        stream.write(body, () => setTimeout(() => stream.close(constants.NGHTTP2_NO_ERROR), 20));
+      });
+    await reset('/svc.v1.Ingest/PublishOne', Buffer.alloc(0));
+    await reset('/grpc.health.v1.Health/Check', Buffer.from([0, 0, 0, 0, 0]));
+    await reset('/svc.v1.Ingest/Publish', Buffer.alloc(0));
+    session.close();
+    // 40,000 events: a message of about a megabyte, in many DATA frames.
+    const large = Array.from({ length: 40_000 }, (_, i) => delivered(`piece${i % 100}.example`));
+    expect(await client.publishOne(large)).toMatchObject({ accepted: 40_000 });
+    expect(await client.get('piece7.example')).toMatchObject({ delivered: 400 });
+    // A status message is percent-encoded only where the protocol asks (here: nowhere).
+    await expect(client.publishOne([delivered('a..example')])).rejects.toMatchObject({ details: expect.stringMatching(/^no valid events: /) });
   });
 
   it('answers the standard health service and server reflection', async () => {
@@ -381,20 +403,24 @@ describe('svc serve-grpc idempotency keys', () => {
     let client = clients(daemon.url);
     try {
       const batch = [delivered('key.example'), delivered('..'), bounced('key2.example')];
-      const [first, racing] = await Promise.allSettled([client.publishOne(batch, 'order-1'), client.publishOne(batch, 'order-1')]);
-      expect(first).toMatchObject({ status: 'fulfilled', value: { batch: 1, accepted: 2, rejected: 1, replayed: false } });
-      expect(racing).toMatchObject({ status: 'rejected', reason: { code: grpc.status.ABORTED } });
+      // A repeat sent while the first is being committed in the same process waits for it.
+      const [first, racing] = await Promise.all([client.publishOne(batch, 'order-1'), client.publishOne(batch, 'order-1')]);
+      expect(first).toMatchObject({ batch: 1, accepted: 2, rejected: 1, replayed: false });
+      expect(racing).toEqual({ ...first, replayed: true });
       const again = await client.publishOne(batch, 'order-1');
-      expect(again).toEqual({ ...(first as PromiseFulfilledResult<Ack>).value, replayed: true });
+      expect(again).toEqual({ ...first, replayed: true });
       // The same key with other events is the client's mistake; a bad key is an invalid argument.
       await expect(client.publishOne([delivered('key.example')], 'order-1')).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
       await expect(client.publishOne(batch, 'x'.repeat(256))).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT, details: expect.stringContaining('idempotency_key') });
       await expect(client.publishOne(batch, 'caf\u00e9')).rejects.toMatchObject({ code: grpc.status.INVALID_ARGUMENT });
-      // On a stream: a key used before is acked as replayed, in its place, and not counted. (A key
-      // repeated within one stream while its first batch is still being committed is ABORTED, as
-      // two concurrent requests with a key are.)
-      const earlier = await client.publish([{ events: [delivered('key.example')], idempotency_key: 'stream-1' }, [delivered('key.example')]]);
-      expect(earlier.map((ack) => [ack.batch, ack.replayed])).toEqual([[1, false], [2, false]]);
+      // On a stream: a key used before, or just before on the same stream, is acked as replayed,
+      // in its place, and not counted.
+      const earlier = await client.publish([
+        { events: [delivered('key.example')], idempotency_key: 'stream-1' },
+        [delivered('key.example')],
+        { events: [delivered('key.example')], idempotency_key: 'stream-1' },
+      ]);
+      expect(earlier.map((ack) => [ack.batch, ack.replayed])).toEqual([[1, false], [2, false], [3, true]]);
       const acks = await client.publish([
         { events: batch, idempotency_key: 'order-1' },
         { events: [delivered('key.example')], idempotency_key: 'stream-1' },
@@ -418,20 +444,39 @@ describe('svc serve-grpc idempotency keys', () => {
     }
   });
 
-  it('takes a key used over HTTP on the same store as used for another request (FAILED_PRECONDITION)', async () => {
+  it('answers ABORTED while another process commits the key, and FAILED_PRECONDITION for a key used over HTTP', async () => {
     const store = join(dir.path, 'shared');
-    const grpcDaemon = await startDaemon('serve-grpc', ['--store', store]);
+    // The first process commits slowly, so that the second finds the key claimed and not done.
+    const slow = await startDaemon('serve-grpc', ['--store', store, '--flush-ms', '1s']);
+    const other = await startDaemon('serve-grpc', ['--store', store]);
     const httpDaemon = await startDaemon('serve-http', ['--store', store]);
-    const client = clients(grpcDaemon.url);
+    const [first, second] = [clients(slow.url), clients(other.url)];
     try {
+      const batch = [delivered('shared.example')];
+      const pending = first.publishOne(batch, 'shared-1');
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      await expect(second.publishOne(batch, 'shared-1')).rejects.toMatchObject({ code: grpc.status.ABORTED });
+      expect(await pending).toMatchObject({ accepted: 1, replayed: false });
+      // The other process learns the key's answer from the first one's journal, within its read lag.
+      let replay: Ack | undefined;
+      for (const deadline = Date.now() + 5_000; !replay && Date.now() < deadline; await new Promise((resolve) => setTimeout(resolve, 100))) {
+        replay = await second.publishOne(batch, 'shared-1').catch((error: grpc.ServiceError) => {
+          if (error.code !== grpc.status.ABORTED) throw error;
+          return undefined;
+        });
+      }
+      expect(replay).toMatchObject({ accepted: 1, replayed: true });
+
       const put = await fetch(`${httpDaemon.url}/events/both.example/delivered`, { method: 'PUT', headers: { 'idempotency-key': 'both-1' } });
       expect(put.status).toBe(204);
-      // The key is claimed through the store the two daemons share.
-      await expect(client.publishOne([delivered('both.example')], 'both-1')).rejects.toMatchObject({ code: grpc.status.FAILED_PRECONDITION });
+      await expect(second.publishOne([delivered('both.example')], 'both-1')).rejects.toMatchObject({
+        code: grpc.status.FAILED_PRECONDITION,
+        details: 'this idempotency_key was used for another batch (other events)',
+      });
     } finally {
-      client.close();
-      expect(await grpcDaemon.stop()).toBe(0);
-      expect(await httpDaemon.stop()).toBe(0);
+      first.close();
+      second.close();
+      for (const daemon of [slow, other, httpDaemon]) expect(await daemon.stop()).toBe(0);
     }
   });
 });

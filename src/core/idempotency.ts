@@ -51,15 +51,15 @@ export const MAX_KEY_LENGTH = 255;
  * The key of a request's header (or of another protocol's field, named `name` in errors), or
  * undefined without one. Throws ValidationError (400) for a bad one.
  */
-export function parseIdempotencyKey(header: string | string[] | undefined, name = 'Idempotency-Key'): string | undefined {
-  if (header === undefined) return undefined;
-  if (Array.isArray(header)) throw new ValidationError(`send one ${name} header, not several`);
-  if (header.length === 0 || header.length > MAX_KEY_LENGTH) {
+export function parseIdempotencyKey(value: string | string[] | undefined, name = 'Idempotency-Key'): string | undefined {
+  if (value === undefined) return undefined;
+  if (Array.isArray(value)) throw new ValidationError(`send one ${name} header, not several`);
+  if (value.length === 0 || value.length > MAX_KEY_LENGTH) {
     throw new ValidationError(`${name} must be 1 to ${MAX_KEY_LENGTH} characters long`);
   }
   // Printable ASCII: the key is stored and compared byte for byte.
-  if (!/^[\x20-\x7e]+$/.test(header)) throw new ValidationError(`${name} must hold printable ASCII characters only`);
-  return header;
+  if (!/^[\x20-\x7e]+$/.test(value)) throw new ValidationError(`${name} must hold printable ASCII characters only`);
+  return value;
 }
 
 /** What identifies a request: a key sent again with another method, path or body is a client's mistake (422). */
@@ -109,27 +109,43 @@ export async function processOnce(
 
 /**
  * processOnce for one process's requests, whatever their protocol (HTTP header or gRPC field):
- * a repeat of a key this process is still processing is refused without a store round trip.
+ * a repeat of a key this process is still processing is answered without a store round trip.
  */
 export class KeyedCommits {
   readonly #store: KeyStore;
   readonly #windowMs: number;
-  /** Keys of this process's requests in flight, with their fingerprints. */
-  readonly #inFlight = new Map<string, string>();
+  /** Keys of this process's requests in flight: their fingerprints and outcomes. */
+  readonly #inFlight = new Map<string, { fingerprint: string; outcome: Promise<{ answer: StoredAnswer; replayed: boolean }> }>();
 
   constructor(store: KeyStore, windowMs: number) {
     this.#store = store;
     this.#windowMs = windowMs;
   }
 
-  async once(request: KeyedRequest, commit: (key: ClaimedKey) => Promise<void>): Promise<{ answer: StoredAnswer; replayed: boolean }> {
+  /**
+   * processOnce. A repeat of a request in flight here is refused (KeyInFlightError), or with
+   * `waitForFirst` waits for it: then it gets the first's answer as a replay, or, if the first
+   * failed and let go of its key, is processed itself. (gRPC waits: a refusal would end a
+   * stream that resends its unacknowledged batches while the first copies are being committed.)
+   */
+  async once(
+    request: KeyedRequest,
+    commit: (key: ClaimedKey) => Promise<void>,
+    waitForFirst = false,
+  ): Promise<{ answer: StoredAnswer; replayed: boolean }> {
     const held = this.#inFlight.get(request.key);
-    if (held !== undefined) throw held === request.fingerprint ? new KeyInFlightError() : new KeyMismatchError();
-    this.#inFlight.set(request.key, request.fingerprint);
+    if (held !== undefined) {
+      if (held.fingerprint !== request.fingerprint) throw new KeyMismatchError();
+      if (!waitForFirst) throw new KeyInFlightError();
+      const first = await held.outcome.catch(() => undefined);
+      return first ? { answer: first.answer, replayed: true } : this.once(request, commit, waitForFirst);
+    }
+    const entry = { fingerprint: request.fingerprint, outcome: processOnce(this.#store, request, this.#windowMs, commit) };
+    this.#inFlight.set(request.key, entry);
     try {
-      return await processOnce(this.#store, request, this.#windowMs, commit);
+      return await entry.outcome;
     } finally {
-      this.#inFlight.delete(request.key);
+      if (this.#inFlight.get(request.key) === entry) this.#inFlight.delete(request.key);
     }
   }
 }

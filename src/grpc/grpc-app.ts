@@ -107,7 +107,7 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
       return { batch: sequence, ...outcome, replayed: false };
     }
     const request = { key, fingerprint: batchFingerprint(batch), answer: { status: 0, body: JSON.stringify(outcome) } };
-    const { answer, replayed } = await keys.once(request, (claimed) => engine.addAll(events, claimed));
+    const { answer, replayed } = await keys.once(request, (claimed) => engine.addAll(events, claimed), true);
     return { batch: sequence, ...(JSON.parse(answer.body) as Outcome), replayed };
   }
 
@@ -151,6 +151,7 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
     // A slow store (batches in flight) or a client that does not read its acks (writes buffered)
     // stops the stream from being read: memory stays bounded.
     const flow = () => {
+      if (ended) return;
       const hold = waiting.length >= options.maxStreamBatches || eventsInFlight >= MAX_STREAM_EVENTS || !writable;
       if (hold !== paused) (paused = hold) ? call.pause() : call.resume();
     };

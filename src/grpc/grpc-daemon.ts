@@ -7,6 +7,9 @@ import { createRouter } from '../http/router.js';
 import { announce, log, setLogLevel, type LogLevel } from '../log.js';
 import { createGrpcApp, type GrpcAppOptions } from './grpc-app.js';
 
+/** How long the store may take to commit what is pending on shutdown, as serve-http gives it. */
+const CLOSE_GRACE_MS = 5_000;
+
 export interface GrpcDaemonOptions {
   host: string;
   port: number;
@@ -67,10 +70,12 @@ async function serve(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Pr
     ]);
     clearTimeout(timer);
     if (!drained) app.server.forceShutdown();
-    await app.close();
+    // A store that hangs must not keep the process for ever; what it did not commit was never acknowledged.
+    const closed = await Promise.race([app.close().then(() => true), new Promise<false>((resolve) => setTimeout(() => resolve(false), CLOSE_GRACE_MS))]);
+    if (!closed) log('error', 'the store did not close in time; events still pending were not acknowledged', { daemon: 'serve-grpc' });
     metrics?.server.close();
     log('info', 'stopped', { daemon: 'serve-grpc', callsCutOff: !drained });
-    process.exit(0);
+    process.exit(closed ? 0 : 1);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));

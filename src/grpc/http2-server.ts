@@ -47,7 +47,10 @@ export class Http2GrpcServer {
   readonly #options: Http2GrpcServerOptions;
   readonly #methods = new Map<string, Method>();
   readonly #sessions = new Set<ServerHttp2Session>();
+  /** Calls that only the server ends (health Watch): ended when the server shuts down. */
+  readonly #serverStreams = new Set<ServerCall>();
   readonly #server: Http2Server;
+  #closing = false;
 
   constructor(options: Http2GrpcServerOptions) {
     this.#options = options;
@@ -57,6 +60,8 @@ export class Http2GrpcServer {
       session.on('close', () => this.#sessions.delete(session));
       session.on('error', () => {});
       session.setTimeout(options.idleTimeoutMs, () => session.close());
+      // A connection accepted while shutting down gets its GOAWAY too.
+      if (this.#closing) session.close();
     });
     this.#server.on('stream', (stream, headers) => this.#dispatch(stream, headers));
   }
@@ -74,6 +79,8 @@ export class Http2GrpcServer {
       this.#server.once('error', reject);
       this.#server.listen(port, host, () => {
         this.#server.off('error', reject);
+        // An accept error (too many open files) fails that connection, not the daemon.
+        this.#server.on('error', () => {});
         resolve((this.#server.address() as AddressInfo).port);
       });
     });
@@ -81,7 +88,9 @@ export class Http2GrpcServer {
 
   /** Takes no new connection, asks clients to open no new call (GOAWAY), and resolves once every call has ended. */
   shutdown(): Promise<void> {
+    this.#closing = true;
     const closed = new Promise<void>((resolve) => this.#server.close(() => resolve()));
+    for (const call of this.#serverStreams) call.sendStatus({ code: grpc.status.UNAVAILABLE, details: 'server is shutting down' });
     for (const session of this.#sessions) session.close();
     return closed;
   }
@@ -94,8 +103,8 @@ export class Http2GrpcServer {
 
   #dispatch(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): void {
     stream.on('error', () => {});
-    if (!String(headers['content-type'] ?? '').startsWith('application/grpc')) {
-      stream.respond({ ':status': 415 }, { endStream: true });
+    if (headers[':method'] !== 'POST' || !GRPC_CONTENT_TYPE.test(String(headers['content-type'] ?? ''))) {
+      if (isOpen(stream)) stream.respond({ ':status': 415 }, { endStream: true });
       return;
     }
     const call = new ServerCall(stream, headers, this.#options.maxMessageBytes);
@@ -105,8 +114,32 @@ export class Http2GrpcServer {
     if (encoding !== undefined && encoding !== 'identity') {
       return call.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: `compression ${encoding} is not supported; send identity` });
     }
+    if (method.definition.responseStream && !method.definition.requestStream) {
+      this.#serverStreams.add(call);
+      call.once('close', () => this.#serverStreams.delete(call));
+    }
     call.start(method.definition, method.handler);
   }
+}
+
+/** application/grpc, or application/grpc+proto (not gRPC-Web's application/grpc-web…). */
+const GRPC_CONTENT_TYPE = /^application\/grpc(\+proto)?(;|$)/;
+
+/** A stream the client has not reset or closed: respond() and write() would throw on another. */
+function isOpen(stream: ServerHttp2Stream): boolean {
+  return !stream.destroyed && !stream.closed;
+}
+
+/**
+ * grpc-message as the protocol wants it: UTF-8, with `%` and every byte outside printable ASCII
+ * percent-encoded (encodeURIComponent would also encode `:` or `,`, which clients leave as they are).
+ */
+function encodeStatusMessage(details: string): string {
+  let encoded = '';
+  for (const byte of Buffer.from(details, 'utf8')) {
+    encoded += byte >= 0x20 && byte <= 0x7e && byte !== 0x25 ? String.fromCharCode(byte) : `%${byte.toString(16).toUpperCase().padStart(2, '0')}`;
+  }
+  return encoded;
 }
 
 /**
@@ -121,8 +154,9 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
   readonly #maxMessageBytes: number;
   #deserialize: (bytes: Buffer) => Request = () => undefined as Request;
   #serialize: (message: Response) => Buffer = () => Buffer.alloc(0);
-  /** Bytes of a message that a DATA chunk ended in the middle of. */
-  #partial: Buffer | undefined;
+  /** DATA chunks holding the start of a message not yet whole, and their total length. */
+  #partial: Buffer[] = [];
+  #partialBytes = 0;
   /** Response frames not written yet: those of one event-loop turn go out in one write. */
   #outgoing: Buffer[] = [];
   #flushScheduled = false;
@@ -135,11 +169,15 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
     this.#stream = stream;
     this.#maxMessageBytes = maxMessageBytes;
     this.metadata = grpc.Metadata.fromHttp2Headers(headers);
+    const cancel = () => {
+      if (this.#ended) return;
+      this.#ended = true;
+      this.emit('cancelled');
+    };
+    // Reset by the client: 'aborted' comes before 'close', and before 'end' when it reset with NO_ERROR.
+    stream.on('aborted', cancel);
     stream.on('close', () => {
-      if (!this.#ended) {
-        this.#ended = true;
-        this.emit('cancelled');
-      }
+      cancel();
       this.emit('close');
     });
     stream.on('drain', () => this.emit('drain'));
@@ -151,7 +189,7 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
     if (definition.requestStream) {
       this.#stream.on('data', (chunk: Buffer) => this.#receive(chunk, (message) => this.emit('data', message)));
       this.#stream.on('end', () => this.#endOfRequests(() => this.emit('end')));
-      handler(this);
+      this.#guarded(() => handler(this));
       return;
     }
     // A single request: the handler is called once it has arrived whole.
@@ -164,12 +202,14 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
     this.#stream.on('end', () =>
       this.#endOfRequests(() => {
         if (this.request === undefined) return this.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: 'no request message' });
-        if (definition.responseStream) return handler(this);
-        handler(this, (error: CallStatus | null, response?: Response) => {
-          if (error) return this.sendStatus(error);
-          this.write(response as Response);
-          this.end();
-        });
+        if (definition.responseStream) return this.#guarded(() => handler(this));
+        this.#guarded(() =>
+          handler(this, (error: CallStatus | null, response?: Response) => {
+            if (error) return this.sendStatus(error);
+            this.write(response as Response);
+            this.end();
+          }),
+        );
       }),
     );
   }
@@ -187,7 +227,13 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
   /** Queues a response message; false once the transport's buffer is full (wait for 'drain'). */
   write(message: Response): boolean {
     if (this.#ended) return false;
-    const body = this.#serialize(message);
+    let body: Buffer;
+    try {
+      body = this.#serialize(message);
+    } catch {
+      this.sendStatus({ code: grpc.status.INTERNAL, details: 'Error serializing response' });
+      return false;
+    }
     const frame = Buffer.allocUnsafe(FRAME_HEADER_BYTES + body.length);
     frame[0] = 0;
     frame.writeUInt32BE(body.length, 1);
@@ -210,23 +256,23 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
   sendStatus(status: CallStatus): void {
     if (this.#ended) return;
     this.#ended = true;
-    const trailers = { 'grpc-status': String(status.code), ...(status.details ? { 'grpc-message': encodeURIComponent(status.details) } : {}) };
+    const trailers = { 'grpc-status': String(status.code), ...(status.details ? { 'grpc-message': encodeStatusMessage(status.details) } : {}) };
+    // What a client sends after the status is read and dropped, so that it is not held by flow control.
+    if (!this.#halfClosed) this.#stream.resume();
     if (!this.#headersSent && this.#outgoing.length === 0) {
       this.#headersSent = true;
-      if (!this.#stream.destroyed) this.#stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
+      if (isOpen(this.#stream)) this.#stream.respond({ ...RESPONSE_HEADERS, ...trailers }, { endStream: true });
       return;
     }
     this.#flush();
-    if (this.#stream.destroyed) return;
+    if (!isOpen(this.#stream)) return;
     this.#stream.once('wantTrailers', () => this.#stream.sendTrailers(trailers));
     this.#stream.end();
-    // A client that sends more after the status is not read.
-    if (!this.#halfClosed) this.#stream.resume();
   }
 
   #flush(): void {
     this.#flushScheduled = false;
-    if (this.#outgoing.length === 0 || this.#stream.destroyed) return;
+    if (this.#outgoing.length === 0 || !isOpen(this.#stream)) return;
     if (!this.#headersSent) {
       this.#headersSent = true;
       this.#stream.respond(RESPONSE_HEADERS, { waitForTrailers: true });
@@ -236,11 +282,32 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
     this.#stream.write(frames.length === 1 ? frames[0] : Buffer.concat(frames));
   }
 
-  /** Splits a DATA chunk into length-prefixed messages and hands each, decoded, to `deliver`. */
+  /** Ends the call with INTERNAL when a handler throws, as grpc-js does, rather than the process. */
+  #guarded(run: () => void): void {
+    try {
+      run();
+    } catch {
+      this.sendStatus({ code: grpc.status.INTERNAL, details: 'internal error' });
+    }
+  }
+
+  /** Splits DATA chunks into length-prefixed messages and hands each, decoded, to `deliver`. */
   #receive(chunk: Buffer, deliver: (message: Request) => void): void {
     if (this.#ended) return;
-    let bytes = this.#partial ? Buffer.concat([this.#partial, chunk]) : chunk;
-    this.#partial = undefined;
+    if (this.#partial.length > 0) {
+      // A large message arrives in many chunks: they are joined once it is whole, not chunk by chunk.
+      this.#partial.push(chunk);
+      this.#partialBytes += chunk.length;
+      if (this.#partialBytes < FRAME_HEADER_BYTES) return;
+      const head = this.#partial[0]!.length >= FRAME_HEADER_BYTES ? this.#partial[0]! : Buffer.concat(this.#partial);
+      const length = head.readUInt32BE(1);
+      // One over the limit goes on to be refused below.
+      if (this.#partialBytes < FRAME_HEADER_BYTES + length && length <= this.#maxMessageBytes) return;
+      chunk = Buffer.concat(this.#partial, this.#partialBytes);
+      this.#partial = [];
+      this.#partialBytes = 0;
+    }
+    const bytes = chunk;
     let offset = 0;
     while (bytes.length - offset >= FRAME_HEADER_BYTES) {
       const compressed = bytes[offset];
@@ -249,7 +316,8 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
         return this.sendStatus({ code: grpc.status.RESOURCE_EXHAUSTED, details: `message of ${length} bytes is over the limit of ${this.#maxMessageBytes}` });
       }
       if (bytes.length - offset - FRAME_HEADER_BYTES < length) break;
-      if (compressed !== 0) return this.sendStatus({ code: grpc.status.UNIMPLEMENTED, details: 'compressed messages are not supported' });
+      // The call's grpc-encoding is identity (others are refused at its start): a compressed message is a protocol error.
+      if (compressed !== 0) return this.sendStatus({ code: grpc.status.INTERNAL, details: 'a compressed message without grpc-encoding' });
       const start = offset + FRAME_HEADER_BYTES;
       offset = start + length;
       let message: Request;
@@ -261,13 +329,17 @@ export class ServerCall<Request = unknown, Response = unknown> extends EventEmit
       deliver(message);
       if (this.#ended) return;
     }
-    if (offset < bytes.length) this.#partial = offset === 0 ? bytes : bytes.subarray(offset);
+    if (offset < bytes.length) {
+      const rest = bytes.subarray(offset);
+      this.#partial = [rest];
+      this.#partialBytes = rest.length;
+    }
   }
 
   #endOfRequests(then: () => void): void {
     this.#halfClosed = true;
     if (this.#ended) return;
-    if (this.#partial) return this.sendStatus({ code: grpc.status.INTERNAL, details: 'the request ended in the middle of a message' });
+    if (this.#partialBytes > 0) return this.sendStatus({ code: grpc.status.INTERNAL, details: 'the request ended in the middle of a message' });
     then();
   }
 }

@@ -179,10 +179,14 @@ export class Generator implements PacedSender {
 
   #record(exchange: Exchange, event: WorkloadEvent, outcome: Outcome): void {
     if (!this.#ledger) return;
-    this.#ledger.record(event.index, event.type, outcome);
     // Every attempt before the last may have reached the service and been counted; with a key,
-    // the service counts all the attempts of a request once.
-    if (this.#keyPrefix !== undefined) return;
+    // the service counts all the attempts of a request once, but a last attempt refused (429, 503
+    // shutting down) says nothing of an earlier one.
+    if (this.#keyPrefix !== undefined) {
+      this.#ledger.record(event.index, event.type, outcome === 'rejected' && exchange.attempts > 1 ? 'indefinite' : outcome);
+      return;
+    }
+    this.#ledger.record(event.index, event.type, outcome);
     for (let i = 1; i < exchange.attempts; i++) this.#ledger.record(event.index, event.type, 'indefinite');
   }
 

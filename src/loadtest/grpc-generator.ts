@@ -236,9 +236,13 @@ export class GrpcGenerator implements PacedSender {
 
   #record(exchange: Exchange, event: WorkloadEvent, outcome: Outcome): void {
     if (!this.#ledger) return;
+    // Every attempt before the last may have been counted; with a key, the service counts them
+    // once, but a last attempt refused says nothing of an earlier one.
+    if (exchange.batch?.idempotency_key !== undefined) {
+      this.#ledger.record(event.index, event.type, outcome === 'rejected' && exchange.attempts > 1 ? 'indefinite' : outcome);
+      return;
+    }
     this.#ledger.record(event.index, event.type, outcome);
-    // Every attempt before the last may have been counted; with a key, the service counts them once.
-    if (exchange.batch?.idempotency_key !== undefined) return;
     for (let i = 1; i < exchange.attempts; i++) this.#ledger.record(event.index, event.type, 'indefinite');
   }
 }
