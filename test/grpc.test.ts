@@ -234,6 +234,7 @@ describe('svc serve-grpc', () => {
     ]);
     expect(streamed.code, streamed.stdout + streamed.stderr).toBe(0);
     const second = JSON.parse(readFileSync(report, 'utf8'));
+    expect(second).toMatchObject({ protocol: 'grpc', mode: 'stream', batchSize: 50, idempotencyKeys: false, maxRetries: 0 });
     expect(second.reads).toBeGreaterThan(0);
     expect(second.verify).toMatchObject({ acknowledged: second.events.acknowledged, lost: 0, extra: 0, unreadable: 0 });
     expect(second.events.acknowledged).toBe((100 - second.reads) * 50);

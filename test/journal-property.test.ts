@@ -9,6 +9,7 @@ import { tempDir } from './helpers/svc.js';
 const DRIVER = fileURLToPath(new URL('./helpers/journal-driver.mjs', import.meta.url));
 const DOMAINS = ['a.test', 'b.test', 'c.test', 'd.test', 'e.test'];
 const CRASH_POINTS = ['append', 'apply-transaction', 'apply-part', 'apply-done'];
+const WRITER_TIMEOUT_MS = 60_000;
 
 type Entry = [domain: string, delivered: number, bounced: number];
 
@@ -40,7 +41,12 @@ function runWriter(directory: string, batches: Entry[][], end: string, crashAt?:
     child.stdout.on('data', (chunk) => (stdout += chunk));
     child.stderr.on('data', (chunk) => (stderr += chunk));
     child.on('error', reject);
+    // A writer that never ends fails the run with what it printed, rather than hanging the test.
+    let hung = false;
+    const timer = setTimeout(() => ((hung = true), child.kill('SIGKILL')), WRITER_TIMEOUT_MS);
     child.on('close', (code, signal) => {
+      clearTimeout(timer);
+      if (hung) return reject(new Error(`journal driver (${end}, crash at ${crashAt || 'none'}) still running after ${WRITER_TIMEOUT_MS} ms: ${stdout} ${stderr}`));
       if (code !== 0 && signal !== 'SIGKILL') return reject(new Error(`journal driver exited with ${code}: ${stderr}`));
       resolve(stdout.split('\n').filter((line) => line.startsWith('ack ')).length);
     });
@@ -95,7 +101,8 @@ describe('journal, against an in-memory model (fast-check)', () => {
             dir.remove();
           }
         }),
-        { numRuns: 12 },
+        // A failure is reported at once, with its seed: shrinking a run that hung would outlast the test.
+        { numRuns: 12, endOnFailure: true },
       );
     },
     180_000,

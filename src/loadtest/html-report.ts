@@ -175,8 +175,15 @@ const CLIENT_SCRIPT = `
 `;
 
 function describeLoad(report: LoadtestReport): string {
-  const what = report.mode === 'batch' ? `POST batches of ${report.batchSize}` : 'PUT, one event per request';
-  return `${what}, ${report.requestedRps} requests/s for ${report.durationSeconds} s`;
+  return `${describeRequests(report)}, ${report.requestedRps} requests/s for ${report.durationSeconds} s`;
+}
+
+function describeRequests(r: LoadtestReport): string {
+  if (r.protocol === 'grpc') {
+    if (r.mode === 'stream') return `gRPC Publish streams, batches of ${r.batchSize}`;
+    return r.mode === 'batch' ? `gRPC PublishOne, batches of ${r.batchSize}` : 'gRPC PublishOne, one event per call';
+  }
+  return r.mode === 'batch' ? `POST batches of ${r.batchSize}` : 'PUT, one event per request';
 }
 
 function gatesHtml(gates: GateResult[]): string {
@@ -187,7 +194,8 @@ function gatesHtml(gates: GateResult[]): string {
 
 function settingsRows(r: LoadtestReport): string[][] {
   return [
-    ['mode', r.mode === 'batch' ? `batch of ${r.batchSize}` : 'event'],
+    ['requests', describeRequests(r)],
+    ['idempotency keys, retries', `${r.idempotencyKeys ? 'a key per request' : 'none'}, up to ${r.maxRetries} (${r.retries} sent again)`],
     ['requested rate', `${r.requestedRps} requests/s`],
     ['duration, warm-up', `${r.durationSeconds} s, ${r.warmupSeconds} s`],
     ['connections × pipelining', `${r.connections} × ${r.pipelining}`],

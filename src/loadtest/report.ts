@@ -1,14 +1,20 @@
 import type { Distribution } from '../workload/workload.js';
 import type { Percentiles } from './histogram.js';
-import type { Mode } from './options.js';
+import type { Mode, Protocol } from './options.js';
 import type { TimelineSecond } from './timeline.js';
 import type { VerifyReport } from './verify.js';
 
 /** Everything a run measured; `--json` writes it as is. */
 export interface LoadtestReport {
   target: string;
+  protocol: Protocol;
   mode: Mode;
+  /** Events per request: 1 in mode event. */
   batchSize: number;
+  /** --idempotency-keys: every event request carried a key of its own. */
+  idempotencyKeys: boolean;
+  /** --retries: how many times a failed event request could be sent again. */
+  maxRetries: number;
   readRatio: number;
   distribution: Distribution;
   domains: number;

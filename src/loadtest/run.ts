@@ -206,8 +206,11 @@ function summarize({ options, stats }: Run, window: Window): LoadtestReport {
   const scheduled = stats.sent + stats.dropped;
   const report = {
     target: options.target,
+    protocol: options.protocol,
     mode: options.mode,
-    batchSize: options.mode === 'batch' ? options.batchSize : 1,
+    batchSize: options.mode === 'event' ? 1 : options.batchSize,
+    idempotencyKeys: options.idempotencyKeys,
+    maxRetries: options.retries,
     readRatio: options.readRatio,
     distribution: options.distribution,
     domains: options.domains,

@@ -10,7 +10,12 @@ export async function endDriver(store, directory, end) {
   if (end === 'drain') {
     const own = `-${process.pid.toString(36)}-`;
     const others = () => readdirSync(join(directory, 'journal')).filter((file) => !file.includes(own));
-    while (others().length > 0) await new Promise((resolve) => setTimeout(resolve, 20));
+    // A journal never taken over fails the run with its names, rather than hanging the test.
+    const deadline = Date.now() + 45_000;
+    while (others().length > 0) {
+      if (Date.now() > deadline) throw new Error(`journals still not taken over after 45 s: ${others().join(', ')}`);
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
   }
   await store.close();
   process.stdout.write('closed\n');
