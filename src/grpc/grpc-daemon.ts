@@ -35,13 +35,13 @@ export async function runGrpcDaemon(options: GrpcDaemonOptions, appOptions: Grpc
   if (options.workers > 1 && cluster.isPrimary) {
     // Before any worker exists, so that none can ask for the cluster's metrics unanswered.
     const metrics = (await import('../metrics/index.js')).serveClusterMetrics();
-    const metricsUrl = await serveMetrics(options, createRouter(metricsRoutes(metrics)));
+    const metricsServer = await serveMetrics(options, createRouter(metricsRoutes(metrics)));
     runPrimary({
       name: 'serve-grpc',
       workers: options.workers,
       shutdownTimeoutMs: options.shutdownTimeoutMs,
       url: (port) => `${options.host}:${port}`,
-      announced: metricsUrl ? { metrics: metricsUrl.url } : {},
+      announced: metricsServer ? { metrics: metricsServer.url } : {},
     });
     return;
   }
