@@ -108,7 +108,8 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
     }
     const request = { key, fingerprint: batchFingerprint(batch), answer: { status: 0, body: JSON.stringify(outcome) } };
     const { answer, replayed } = await keys.once(request, (claimed) => engine.addAll(events, claimed), true);
-    return { batch: sequence, ...(JSON.parse(answer.body) as Outcome), replayed };
+    // Only a replay needs the stored answer read back: a first use's is `outcome` itself.
+    return { batch: sequence, ...(replayed ? (JSON.parse(answer.body) as Outcome) : outcome), replayed };
   }
 
   const codec = ingestCodec(PROTO_FILE);

@@ -16,7 +16,7 @@ import { log } from '../log.js';
 import type { ClaimedKey, KeyClaim } from '../core/idempotency.js';
 import type { DomainCounts } from '../core/status.js';
 import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
-import { WriterSlots, type SlotDocument } from './mongo-writer-slots.js';
+import { DUPLICATE_KEY, WriterSlots, type SlotDocument } from './mongo-writer-slots.js';
 
 export interface MongoStoreOptions {
   collection: string;
@@ -143,7 +143,6 @@ interface ServerProfile {
 /** Domains per `$in` read. */
 const IDS_PER_READ = 1_000;
 const NAMESPACE_EXISTS = 48;
-const DUPLICATE_KEY = 11000;
 /** Rounds of retrying upserts that lost an insert race before the batch fails. */
 const DUPLICATE_RETRIES = 5;
 

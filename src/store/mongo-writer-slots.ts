@@ -15,7 +15,8 @@ export interface SlotDocument {
   nextSeq: number;
 }
 
-const DUPLICATE_KEY = 11000;
+/** MongoDB's error code for an insert whose _id (or unique key) exists: how a claim is refused. */
+export const DUPLICATE_KEY = 11000;
 const SEQ_BLOCK = 1000;
 
 export class WriterSlots {
