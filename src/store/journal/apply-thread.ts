@@ -36,9 +36,12 @@ export class ApplyThread {
 
   async close(): Promise<void> {
     this.#closed = true;
-    if (this.#worker === undefined) return;
+    // Held here: once the thread has answered it exits, and its exit handler clears #worker,
+    // possibly before this function resumes.
+    const worker = this.#worker;
+    if (worker === undefined) return;
     await this.#ask({ id: this.#nextId++ });
-    await this.#worker.terminate();
+    await worker.terminate();
     this.#worker = undefined;
   }
 
