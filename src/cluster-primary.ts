@@ -22,6 +22,11 @@ export function runPrimary(options: PrimaryOptions): void {
   const listening = new Set<number>();
   let started = false;
   let failed = false;
+  // Workers accept from the shared socket themselves. With the default round robin the primary
+  // accepts and hands each connection to a worker, and a connection handed to a worker as it
+  // is killed stays open in the primary, unread and unanswered, until the client gives up.
+  // Measured with wrk -c128 keep-alive: the same requests/s either way.
+  cluster.schedulingPolicy = cluster.SCHED_NONE;
   const fork = () => cluster.fork();
   for (let i = 0; i < options.workers; i++) fork();
 

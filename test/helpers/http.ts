@@ -28,31 +28,39 @@ export function tally(events: Iterable<TestEvent>): Tally {
   return counts;
 }
 
+/** How long a request may go unanswered before putEvents calls the server broken. */
+const NO_ANSWER_MS = 10_000;
+
 /**
  * PUTs every event, `connections` at a time; resolves with each event's HTTP status (0 for a
- * network error, or no answer within 20 s). The timeout is a client's: with `--workers`, a
- * connection the cluster's primary hands to a worker that is being killed is never answered
- * (seen under a loaded CI run), and a client without a timeout would wait for ever.
+ * connection refused or reset). A request with no answer at all within 10 s fails the call: a
+ * server that leaves a client waiting (a connection handed to a worker being killed, say) is
+ * broken, and a client without a timeout would wait for ever. `freshConnections` opens a new
+ * connection for every request, as many clients do.
  */
-export async function putEvents(baseUrl: string, events: TestEvent[], connections = 32): Promise<number[]> {
-  const pool = new Pool(baseUrl, { connections, headersTimeout: 20_000, bodyTimeout: 20_000 });
+export async function putEvents(baseUrl: string, events: TestEvent[], connections = 32, options: { freshConnections?: boolean } = {}): Promise<number[]> {
+  const pool = new Pool(baseUrl, { connections, headersTimeout: NO_ANSWER_MS, bodyTimeout: NO_ANSWER_MS });
   const statuses = new Array<number>(events.length).fill(0);
+  const unanswered: string[] = [];
   let next = 0;
   const worker = async () => {
     while (next < events.length) {
       const i = next++;
       const { domain, type } = events[i]!;
       try {
-        const res = await pool.request({ method: 'PUT', path: `/events/${domain}/${type}` });
+        const res = await pool.request({ method: 'PUT', path: `/events/${domain}/${type}`, reset: options.freshConnections });
         await res.body.dump();
         statuses[i] = res.statusCode;
-      } catch {
+      } catch (error) {
+        const code = (error as { code?: string }).code;
+        if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') unanswered.push(`${domain}/${type}`);
         statuses[i] = 0;
       }
     }
   };
   await Promise.all(Array.from({ length: connections }, worker));
   await pool.close();
+  if (unanswered.length > 0) throw new Error(`${unanswered.length} requests got no answer within ${NO_ANSWER_MS} ms, e.g. ${unanswered[0]}`);
   return statuses;
 }
 
