@@ -86,7 +86,7 @@ async function rawDriver(dbUri) {
   const client = new MongoClient(dbUri);
   const collection = client.db().collection('domains');
   const info = await client.db().admin().command({ buildInfo: 1 });
-  // The same command size svc uses on this server (see src/store/mongo-store.ts).
+  // The same command size svc uses on this server (see src/store/mongo/server-profile.ts).
   const perWrite = info.ferretdbVersion ? 16 : 10_000;
   let upserts = 0;
   const started = performance.now();

@@ -93,7 +93,7 @@ try {
 /** Domains whose stored counts differ from the generator's expected counts. */
 async function compareWithExpected(store, expectedFile) {
   const expected = JSON.parse(readFileSync(expectedFile, 'utf8'));
-  const { LmdbStore } = await import('../dist/store/lmdb-store.js');
+  const { LmdbStore } = await import('../dist/store/lmdb/lmdb-store.js');
   const { normalizeDomain } = await import('../dist/core/domain.js');
   const db = await LmdbStore.open(store, { use: 'bulk' });
   try {

@@ -3,7 +3,7 @@ import { fileURLToPath } from 'node:url';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import type { DomainCounts } from '../src/core/status.js';
-import { LmdbStore } from '../src/store/lmdb-store.js';
+import { LmdbStore } from '../src/store/lmdb/lmdb-store.js';
 import { tempDir } from './helpers/svc.js';
 
 const DRIVER = fileURLToPath(new URL('./helpers/journal-driver.mjs', import.meta.url));

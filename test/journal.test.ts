@@ -3,7 +3,7 @@ import { closeSync, existsSync, openSync, readdirSync, rmSync, writeFileSync, wr
 import { join } from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
 import type { DomainCounts } from '../src/core/status.js';
-import { LmdbStore } from '../src/store/lmdb-store.js';
+import { LmdbStore } from '../src/store/lmdb/lmdb-store.js';
 import { encodeRecord, MAGIC } from '../src/store/journal/record.js';
 import { getJson, putEvents } from './helpers/http.js';
 import { runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';

@@ -1,4 +1,4 @@
-import { LmdbStore } from '../src/store/lmdb-store.js';
+import { LmdbStore } from '../src/store/lmdb/lmdb-store.js';
 import { counterStoreContract } from './helpers/store-contract.js';
 import { tempDir } from './helpers/svc.js';
 

@@ -1,7 +1,7 @@
 import { MongoClient } from 'mongodb';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { DEFAULTS } from '../src/defaults.js';
-import { databaseOf, MongoStore } from '../src/store/mongo-store.js';
+import { databaseOf, MongoStore } from '../src/store/mongo/mongo-store.js';
 import { dropDatabase, isFerretDb, uniqueDatabaseUri } from './helpers/mongodb.js';
 import { counterStoreContract } from './helpers/store-contract.js';
 

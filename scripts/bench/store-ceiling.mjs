@@ -8,7 +8,7 @@
 //   node scripts/bench/store-ceiling.mjs --store DIR --domains N [--sizes 100000,1000000] [--seconds 10]
 import { parseArgs } from 'node:util';
 import { DEFAULT_JOURNAL } from '../../dist/store/journal/defaults.js';
-import { LmdbTables } from '../../dist/store/lmdb-tables.js';
+import { LmdbTables } from '../../dist/store/lmdb/lmdb-tables.js';
 import { SortedDeltas } from '../../dist/store/sorted-deltas.js';
 import { domainName } from '../../dist/workload/domain-names.js';
 

@@ -1,7 +1,7 @@
 import type { ReadPreferenceMode, W } from 'mongodb';
 import { DEFAULTS } from '../defaults.js';
 import type { CounterStore } from './counter-store.js';
-import { LmdbStore, type JournalObserver, type StoreUse } from './lmdb-store.js';
+import { LmdbStore, type JournalObserver, type StoreUse } from './lmdb/lmdb-store.js';
 
 export interface StoreOptions {
   /** `mongodb://…` or `mongodb+srv://…` selects MongoDB; anything else is an embedded-store directory. */
@@ -37,7 +37,7 @@ export function isMongoUri(store: string): boolean {
  */
 export async function openStore(options: StoreOptions): Promise<CounterStore> {
   if (isMongoUri(options.store)) {
-    const { MongoStore } = await import('./mongo-store.js');
+    const { MongoStore } = await import('./mongo/mongo-store.js');
     return new MongoStore(options.store, {
       collection: options.collection ?? DEFAULTS.collection,
       writeConcern: options.writeConcern ?? DEFAULTS.writeConcern,

@@ -6,7 +6,7 @@
 //   end=kill   kills itself with SIGKILL;
 //   end=drain  waits until every other writer's journal is taken over and applied, then closes.
 // SVC_CRASH_AT (see src/store/journal/crash-point.ts) may kill it anywhere on the way.
-import { LmdbStore } from '../../dist/store/lmdb-store.js';
+import { LmdbStore } from '../../dist/store/lmdb/lmdb-store.js';
 import { endDriver } from './driver-end.mjs';
 
 const [directory, batchesJson, end] = process.argv.slice(2);

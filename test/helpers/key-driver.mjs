@@ -8,7 +8,7 @@
 //   end=drain  waits until every other writer's journal is taken over and applied, then closes.
 // SVC_CRASH_AT (see src/store/journal/crash-point.ts) may kill it anywhere on the way.
 import { fingerprint, processOnce } from '../../dist/core/idempotency.js';
-import { LmdbStore } from '../../dist/store/lmdb-store.js';
+import { LmdbStore } from '../../dist/store/lmdb/lmdb-store.js';
 import { endDriver } from './driver-end.mjs';
 
 const [directory, requestsJson, end] = process.argv.slice(2);

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { indexAfter, type LmdbTables } from '../lmdb-tables.js';
+import { indexAfter, type LmdbTables } from '../lmdb/lmdb-tables.js';
 import { AppliedTable, type WriterRecord } from './applied.js';
 import { crashPoint } from './crash-point.js';
 import { DeltaTable } from './delta-table.js';

@@ -1,6 +1,6 @@
 import { setPriority } from 'node:os';
 import { parentPort, workerData } from 'node:worker_threads';
-import { LmdbTables } from '../lmdb-tables.js';
+import { LmdbTables } from '../lmdb/lmdb-tables.js';
 import { applyJob, FencedError, type ApplyJob } from './apply-job.js';
 
 /** The thread that applies journal segments to LMDB, so the daemon's main thread never waits for it. */

@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { InDoubtError, OverloadedError, StoreUnavailableError } from '../../core/errors.js';
 import type { ClaimedKey } from '../../core/idempotency.js';
 import type { Deltas } from '../counter-store.js';
-import type { LmdbTables } from '../lmdb-tables.js';
+import type { LmdbTables } from '../lmdb/lmdb-tables.js';
 import { FencedError } from './apply-job.js';
 import { ApplyThread } from './apply-thread.js';
 import { AppliedTable, leaseTimes } from './applied.js';

@@ -4,7 +4,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { KeyClaim } from '../../core/idempotency.js';
-import type { LmdbTables } from '../lmdb-tables.js';
+import type { LmdbTables } from '../lmdb/lmdb-tables.js';
 import type { JournalTail } from './tail.js';
 import type { UnappliedIndex } from './unapplied.js';
 

@@ -1,18 +1,18 @@
 import { mkdirSync } from 'node:fs';
 import type { Database } from 'lmdb';
-import { StoreUnavailableError } from '../core/errors.js';
-import type { KeyClaim } from '../core/idempotency.js';
-import type { DomainCounts } from '../core/status.js';
-import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from './counter-store.js';
-import { AppliedTable } from './journal/applied.js';
-import { DEFAULT_JOURNAL } from './journal/defaults.js';
-import { JournalIngest, type IngestObserver, type JournalOptions } from './journal/ingest.js';
-import { KeyClaims } from './journal/key-claims.js';
-import { journalDirectory } from './journal/segments.js';
-import { JournalTail, type TailObserver } from './journal/tail.js';
-import { UnappliedIndex } from './journal/unapplied.js';
+import { StoreUnavailableError } from '../../core/errors.js';
+import type { KeyClaim } from '../../core/idempotency.js';
+import type { DomainCounts } from '../../core/status.js';
+import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from '../counter-store.js';
+import { AppliedTable } from '../journal/applied.js';
+import { DEFAULT_JOURNAL } from '../journal/defaults.js';
+import { JournalIngest, type IngestObserver, type JournalOptions } from '../journal/ingest.js';
+import { KeyClaims } from '../journal/key-claims.js';
+import { journalDirectory } from '../journal/segments.js';
+import { JournalTail, type TailObserver } from '../journal/tail.js';
+import { UnappliedIndex } from '../journal/unapplied.js';
 import { indexAfter, LmdbTables, type PartProgress } from './lmdb-tables.js';
-import { SortedDeltas } from './sorted-deltas.js';
+import { SortedDeltas } from '../sorted-deltas.js';
 
 /**
  * How a process uses the store. `ingest` (serve-http) acknowledges batches once they are in its

@@ -1,10 +1,10 @@
 import { mkdirSync } from 'node:fs';
 import { open, type Database, type RootDatabase } from 'lmdb';
-import type { KeyRecord } from '../core/idempotency.js';
-import type { DomainCounts } from '../core/status.js';
-import type { ReplayCheckpoint } from './counter-store.js';
-import { crashPoint } from './journal/crash-point.js';
-import type { SortedDeltas } from './sorted-deltas.js';
+import type { KeyRecord } from '../../core/idempotency.js';
+import type { DomainCounts } from '../../core/status.js';
+import type { ReplayCheckpoint } from '../counter-store.js';
+import { crashPoint } from '../journal/crash-point.js';
+import type { SortedDeltas } from '../sorted-deltas.js';
 
 /** How a caller of addSortedInParts records its progress, inside each part's transaction. */
 export interface PartProgress {
