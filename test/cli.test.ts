@@ -1,8 +1,8 @@
-import { writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { makeEvents, putEvents, tally } from './helpers/http.js';
-import { logLines, runSvc, startDaemon, storedCounts, tempDir } from './helpers/svc.js';
+import { emptyStore, logLines, runSvc, startDaemon, storedCounts, tempDir } from './helpers/svc.js';
 
 describe('svc CLI', () => {
   it('lists every command in --help', async () => {
@@ -26,7 +26,7 @@ describe('svc CLI', () => {
   });
 
   it('reads options from SVC_* environment variables', async () => {
-    const dir = tempDir();
+    const dir = await emptyStore();
     const daemon = await startDaemon('serve-read', [], { SVC_STORE: dir.path, SVC_THRESHOLD: '2' });
     try {
       const writer = await startDaemon('serve-http', ['--store', dir.path]);
@@ -41,7 +41,7 @@ describe('svc CLI', () => {
   });
 
   it('svc status: prints the valid domains, explains invalid ones and exits 2', async () => {
-    const dir = tempDir();
+    const dir = await emptyStore();
     try {
       const result = await runSvc(['status', '--store', dir.path, 'ok.example', 'bad..example']);
       expect(result.code).toBe(2);
@@ -81,8 +81,49 @@ describe('svc CLI', () => {
       const second = await runSvc(['serve-http', '--store', dir.path, '--port', port]);
       expect(second.code).toBe(1);
       expect(second.stderr).toContain('EADDRINUSE');
+      // The second one closed the store it had opened: its journal segment is gone with it.
+      expect(await first.stop()).toBe(0);
+      expect(readdirSync(join(dir.path, 'journal'))).toEqual([]);
     } finally {
       await first.stop();
+      dir.remove();
+    }
+  });
+
+  it('refuses a store URL whose scheme no store handles, creating nothing', async () => {
+    const dir = tempDir();
+    try {
+      for (const url of ['redis://127.0.0.1:6379', 'postgres://localhost/svc', 'mongodb+svr://typo.example/svc']) {
+        for (const args of [['serve-http', '--store', url], ['status', 'a.example', '--store', url], ['replay', '-', '--store', url]]) {
+          const result = await runSvc(args);
+          expect(result.code, args.join(' ')).toBe(2);
+          expect(result.stderr).toContain(`no store handles ${url.split('://')[0]}://`);
+          expect(result.stderr).toContain('mongodb://, mongodb+srv:// or a directory');
+        }
+        const bySetting = await runSvc(['status', 'a.example'], { env: { SVC_STORE: url } });
+        expect(bySetting.code).toBe(2);
+      }
+      expect(existsSync('redis:') || existsSync('postgres:') || existsSync('mongodb+svr:')).toBe(false);
+    } finally {
+      dir.remove();
+    }
+  });
+
+  it('reading commands refuse a store that does not exist, and create none', async () => {
+    const dir = tempDir();
+    try {
+      const missing = join(dir.path, 'no', 'such', 'store');
+      for (const args of [['status', 'a.example', '--store', missing], ['serve-read', '--port', '0', '--store', missing]]) {
+        const result = await runSvc(args);
+        expect(result.code, args[0]).toBe(2);
+        expect(result.stderr).toContain(`no embedded store in ${missing} (serve-http, serve-grpc, replay or setup creates one)`);
+      }
+      expect(existsSync(join(dir.path, 'no'))).toBe(false);
+      // An empty directory is no store either.
+      const empty = await runSvc(['status', 'a.example', '--store', dir.path]);
+      expect(empty.code).toBe(2);
+      expect(readdirSync(dir.path)).toEqual([]);
+    } finally {
       dir.remove();
     }
   });
@@ -101,17 +142,20 @@ describe('svc CLI', () => {
 
       const file = join(dir.path, 'a-file.txt');
       writeFileSync(file, 'not a directory');
-      const refused = await runSvc(['status', 'dot.example', '--store', file]);
+      const refused = await runSvc(['serve-http', '--store', file]);
       expect(refused.code).toBe(1);
       expect(refused.stderr).toContain(`cannot open the embedded store in ${file}`);
       expect(refused.stderr).toContain('--store must name a directory');
+      const notRead = await runSvc(['status', 'dot.example', '--store', file]);
+      expect(notRead.code).toBe(2);
+      expect(notRead.stderr).toContain(`no embedded store in ${file}`);
     } finally {
       dir.remove();
     }
   });
 
   it('listens on 127.0.0.1 by default; --host and SVC_HOST choose another address', async () => {
-    const dir = tempDir();
+    const dir = await emptyStore();
     // All of 127.0.0.0/8 is loopback on Linux: a socket bound to 127.0.0.1 refuses 127.0.0.2.
     const healthz = (host: string, port: string) => fetch(`http://${host}:${port}/healthz`).then((res) => res.status, () => 'refused');
     const daemons = await Promise.all([

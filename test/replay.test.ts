@@ -1,5 +1,5 @@
 import { spawn } from 'node:child_process';
-import { copyFileSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { copyFileSync, existsSync, readFileSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { gzipSync } from 'node:zlib';
 import { MongoClient } from 'mongodb';
@@ -133,12 +133,16 @@ describe('svc replay', () => {
     }
   });
 
-  it('exits 1 with a message for a file it cannot read, before applying anything', async () => {
+  it('exits 1 naming a file it cannot read, before applying or creating anything', async () => {
     const store = freshStore();
-    const result = await runSvc(['replay', fixture('valid.ndjson'), join(dir.path, 'missing.ndjson'), '--store', store]);
+    const missing = join(dir.path, 'missing.ndjson');
+    const result = await runSvc(['replay', fixture('valid.ndjson'), missing, '--store', store]);
     expect(result.code).toBe(1);
-    expect(result.stderr).toContain('ENOENT');
-    expect((await storedCounts(store, ['example.com']))['example.com']).toEqual({ delivered: 0, bounced: 0 });
+    expect(result.stderr).toBe(`svc: cannot read ${missing}: no such file (ENOENT)\n`);
+    const directory = await runSvc(['replay', dir.path, '--store', store]);
+    expect(directory.code).toBe(1);
+    expect(directory.stderr).toBe(`svc: cannot read ${dir.path}: it is a directory (EISDIR)\n`);
+    expect(existsSync(store)).toBe(false);
   });
 
   it('adds up with a live serve-http writing to the same store', async () => {

@@ -5,15 +5,31 @@ import type { DaemonOptions } from '../http/daemon.js';
 import type { StoreOptions } from '../store/open-store.js';
 import { DEFAULTS } from '../defaults.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
+import { storeKind } from '../store/store-location.js';
 
 /** Options shared by several commands, each readable from an SVC_* environment variable. */
 
-function integer(min: number) {
+function integer(min: number, max = Number.MAX_SAFE_INTEGER) {
   return (value: string): number => {
     const n = Number(value);
-    if (!Number.isInteger(n) || n < min) throw new InvalidArgumentError(`expected an integer >= ${min}`);
+    if (!Number.isInteger(n) || n < min || n > max) {
+      throw new InvalidArgumentError(max === Number.MAX_SAFE_INTEGER ? `expected an integer >= ${min}` : `expected an integer from ${min} to ${max}`);
+    }
     return n;
   };
+}
+
+/** A TCP port to listen on; 0 picks a free one. */
+export const parsePort = integer(0, 65_535);
+
+/** A `--store` value that some store handles, checked before anything is opened. */
+function storeLocation(value: string): string {
+  try {
+    storeKind(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+  return value;
 }
 
 function duration(value: string): number {
@@ -54,9 +70,9 @@ function writeConcern(value: string): W {
 export function addStoreOptions(command: Command, use: { writes?: boolean; reads?: boolean } = {}): Command {
   command
     .addOption(
-      option('--store <dir|uri>', 'embedded store directory, or a mongodb:// or mongodb+srv:// connection string', 'SVC_STORE').default(
-        DEFAULTS.store,
-      ),
+      option('--store <dir|uri>', 'embedded store directory, or a mongodb:// or mongodb+srv:// connection string', 'SVC_STORE')
+        .default(DEFAULTS.store)
+        .argParser(storeLocation),
     )
     .addOption(option('--collection <name>', 'MongoDB collection', 'SVC_COLLECTION').default(DEFAULTS.collection))
     .addOption(
@@ -127,7 +143,7 @@ export const thresholdOption = () =>
 export const hostOption = () =>
   option('--host <address>', 'address to listen on (0.0.0.0 for every interface)', 'SVC_HOST').default(DEFAULTS.host);
 export const portOption = (port: number) =>
-  option('--port <n>', 'port to listen on (0 picks a free one)', 'SVC_PORT').default(port).argParser(integer(0));
+  option('--port <n>', 'port to listen on (0 picks a free one)', 'SVC_PORT').default(port).argParser(parsePort);
 export const workersOption = () =>
   option('--workers <n>', 'worker processes sharing the port (node:cluster)', 'SVC_WORKERS')
     .default(DEFAULTS.workers)

@@ -1,7 +1,7 @@
 import { createWriteStream, type WriteStream } from 'node:fs';
 import { availableParallelism } from 'node:os';
 import { Command, InvalidArgumentError } from 'commander';
-import { replayFiles, type ReplaySummary } from '../replay/replay-files.js';
+import { openSources, replayFiles, type ReplaySummary } from '../replay/replay-files.js';
 import type { InvalidBudget, Rejection } from '../replay/file-replay.js';
 import { openStore } from '../store/open-store.js';
 import { ExitCode } from './exit.js';
@@ -52,6 +52,7 @@ Exit codes: 0 done (skipped bad lines included), 1 store or I/O error, 2 usage e
 or --max-invalid exceeded, 130 interrupted (run the same command again to finish).`,
     )
     .action(async (files: string[], options) => {
+      const sources = openSources(files);
       const store = await openStore({ ...storeOptionsFrom(options), use: 'bulk' });
       const rejects = options.rejects ? createWriteStream(options.rejects, { flags: 'a' }) : undefined;
       const view = progressView(options.quiet ? 'none' : options.progress && process.stderr.isTTY ? 'bar' : 'lines');
@@ -62,7 +63,7 @@ or --max-invalid exceeded, 130 interrupted (run the same command again to finish
       let shown = 0;
       try {
         const summary = await replayFiles(
-          files,
+          sources,
           store,
           {
             chunkBytes: options.chunkSize,

@@ -10,6 +10,7 @@ import {
   loggableSettings,
   option,
   parseInteger,
+  parsePort,
   portOption,
   shutdownTimeoutOption,
   readTokenOption,
@@ -26,7 +27,7 @@ export function serveGrpcCommand(): Command {
     .addOption(portOption(DEFAULTS.grpcPort))
     .addOption(hostOption())
     .addOption(workersOption())
-    .addOption(option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this HTTP port; 0 picks a free one', 'SVC_METRICS_PORT').argParser(parseInteger(0)))
+    .addOption(option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this HTTP port; 0 picks a free one', 'SVC_METRICS_PORT').argParser(parsePort))
     .addOption(shutdownTimeoutOption())
     .addOption(logLevelOption());
   return addWriterOptions(command)

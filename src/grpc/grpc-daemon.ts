@@ -50,7 +50,11 @@ export async function runGrpcDaemon(options: GrpcDaemonOptions, appOptions: Grpc
 
 async function serve(options: GrpcDaemonOptions, appOptions: GrpcAppOptions): Promise<void> {
   const app = await createGrpcApp(appOptions);
-  const port = await app.server.listen(options.host, options.port);
+  // Port taken: the store opened for nothing is closed, so that it leaves nothing behind.
+  const port = await app.server.listen(options.host, options.port).catch(async (error: unknown) => {
+    await app.close();
+    throw error;
+  });
   const where = { daemon: 'serve-grpc', url: `${options.host}:${port}` };
   // A worker's metrics are served by the primary, for the whole cluster.
   const metrics = cluster.isWorker ? undefined : await serveMetrics(options, app.metricsListener);

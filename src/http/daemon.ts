@@ -58,7 +58,14 @@ async function serve(options: DaemonOptions, createApp: () => Promise<App>): Pro
   );
   // Parse errors, oversized headers and timeouts get a JSON answer like every other error.
   server.on('clientError', answerClientError);
-  await listen(server, options.port, options.host);
+  try {
+    await listen(server, options.port, options.host);
+  } catch (error) {
+    // Port taken: the store opened for nothing is closed, so that it leaves nothing behind (the
+    // embedded store's empty journal segment).
+    await app.close();
+    throw error;
+  }
   const { port } = server.address() as AddressInfo;
   const where = { daemon: options.name, url: `http://${options.host}:${port}` };
   if (cluster.isWorker) log('info', 'worker listening', where);

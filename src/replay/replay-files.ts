@@ -28,12 +28,18 @@ export interface ReplayFilesOptions extends Omit<ReplayOptions, 'store' | 'parse
   threads: number;
 }
 
+/**
+ * Opens every file of a replay, or throws naming the one that cannot be read: called before the
+ * store is opened, so that a missing file fails the run before anything is applied or created.
+ */
+export function openSources(names: string[]): ReplaySource[] {
+  return names.map(openSource);
+}
+
 /** Replays the files in the order given; stops after a file that was stopped or interrupted. */
-export async function replayFiles(names: string[], store: CounterStore, options: ReplayFilesOptions, hooks: ReplayHooks = {}): Promise<ReplaySummary> {
+export async function replayFiles(sources: ReplaySource[], store: CounterStore, options: ReplayFilesOptions, hooks: ReplayHooks = {}): Promise<ReplaySummary> {
   const started = performance.now();
   const results: FileResult[] = [];
-  // Open every file first, so a missing one fails the run before anything is applied.
-  const sources = names.map(openSource);
   // Threads take some tens of milliseconds to start: not worth it for a chunk or two.
   const small = sources.every((source) => source.size !== undefined && source.size < 2 * options.chunkBytes);
   const parsers = new ParsePool(small ? 0 : options.threads);

@@ -1,4 +1,4 @@
-import { createReadStream, statSync } from 'node:fs';
+import { accessSync, constants, createReadStream, statSync } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { fingerprintFile, type RangeHasher } from './fingerprint.js';
@@ -18,12 +18,27 @@ export interface ReplaySource {
   open(offset: number, progress: (storedBytes: number) => void): Readable;
 }
 
+/** A file's size, or an error that names the file and says why it cannot be replayed. */
+function readableSize(path: string): number {
+  let stats;
+  try {
+    stats = statSync(path);
+    accessSync(path, constants.R_OK);
+  } catch (error) {
+    const { code } = error as NodeJS.ErrnoException;
+    const why = code === 'ENOENT' ? 'no such file (ENOENT)' : code === 'EACCES' ? 'permission denied (EACCES)' : (error as Error).message;
+    throw new Error(`cannot read ${path}: ${why}`);
+  }
+  if (stats.isDirectory()) throw new Error(`cannot read ${path}: it is a directory (EISDIR)`);
+  return stats.size;
+}
+
 export function openSource(name: string): ReplaySource {
   return name === '-' ? stdinSource() : fileSource(name);
 }
 
 function fileSource(path: string): ReplaySource {
-  const size = statSync(path).size;
+  const size = readableSize(path);
   const gzip = path.endsWith('.gz');
   return {
     name: path,

@@ -1,10 +1,12 @@
 import type { ReadPreferenceMode, W } from 'mongodb';
+import { ValidationError } from '../core/errors.js';
 import { DEFAULTS } from '../defaults.js';
 import type { CounterStore } from './counter-store.js';
 import { LmdbStore, type JournalObserver, type StoreUse } from './lmdb/lmdb-store.js';
+import { storeKind } from './store-location.js';
 
 export interface StoreOptions {
-  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB; anything else is an embedded-store directory. */
+  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB, a path the embedded store (see storeKind). */
   store: string;
   /** What this process does with the store (see StoreUse); the embedded store depends on it. */
   use?: StoreUse;
@@ -26,17 +28,13 @@ export interface StoreOptions {
   storeTimeoutMs?: number;
 }
 
-export function isMongoUri(store: string): boolean {
-  return store.startsWith('mongodb://') || store.startsWith('mongodb+srv://');
-}
-
 /**
  * Opens the store a `--store` value names. Never waits for a server: a daemon starts while
  * MongoDB is down. The MongoDB driver is loaded only when it is needed (it costs a fifth of a
  * second at every start of the CLI otherwise).
  */
 export async function openStore(options: StoreOptions): Promise<CounterStore> {
-  if (isMongoUri(options.store)) {
+  if (storeKind(options.store) === 'mongodb') {
     const { MongoStore } = await import('./mongo/mongo-store.js');
     return new MongoStore(options.store, {
       collection: options.collection ?? DEFAULTS.collection,
@@ -44,6 +42,10 @@ export async function openStore(options: StoreOptions): Promise<CounterStore> {
       readPreference: options.readPreference ?? DEFAULTS.readPreference,
       timeoutMs: options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs,
     });
+  }
+  // A reader never creates a store: a mistyped path would answer "unknown" for every domain.
+  if (options.use === 'read' && !LmdbStore.exists(options.store)) {
+    throw new ValidationError(`no embedded store in ${options.store} (serve-http, serve-grpc, replay or setup creates one)`);
   }
   return LmdbStore.open(options.store, {
     use: options.use,

@@ -5,6 +5,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { expect } from 'vitest';
+import { LmdbStore } from '../../src/store/lmdb/lmdb-store.js';
 import type { Tally } from './http.js';
 
 export const SVC_BIN = fileURLToPath(new URL('../../bin/svc.js', import.meta.url));
@@ -127,4 +128,11 @@ export function logLines(daemon: Daemon): LogLine[] {
 export function tempDir(prefix = 'svc-test.'): { path: string; remove(): void } {
   const path = mkdtempSync(join(tmpdir(), prefix));
   return { path, remove: () => rmSync(path, { recursive: true, force: true }) };
+}
+
+/** A temporary embedded store with nothing counted yet, as `svc setup` leaves one: readers need one. */
+export async function emptyStore(): Promise<{ path: string; remove(): void }> {
+  const dir = tempDir();
+  await (await LmdbStore.open(dir.path, { use: 'bulk' })).close();
+  return dir;
 }

@@ -68,6 +68,11 @@ export class LmdbStore implements CounterStore {
   readonly #claims: KeyClaims | undefined;
   #closed = false;
 
+  /** Whether a store was made in this directory (open() makes one where there is none). */
+  static exists(directory: string): boolean {
+    return LmdbTables.exist(directory);
+  }
+
   /** Opens the store; with a journal, reads every segment first and refuses to open on damage. */
   static async open(directory: string, options: LmdbStoreOptions = {}): Promise<LmdbStore> {
     const use = options.use ?? 'read';

@@ -1,4 +1,5 @@
-import { mkdirSync } from 'node:fs';
+import { existsSync, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { open, type Database, type RootDatabase } from 'lmdb';
 import type { KeyRecord } from '../../core/idempotency.js';
 import type { DomainCounts } from '../../core/status.js';
@@ -48,6 +49,11 @@ export class LmdbTables {
   readonly keyExpiry: Database<null, [number, string]>;
   /** The share of new domains in the last part added: it decides how the next one is written. */
   #newShare = 0.5;
+
+  /** Whether LMDB's data file is in the directory. */
+  static exist(directory: string): boolean {
+    return existsSync(join(directory, 'data.mdb'));
+  }
 
   constructor(directory: string) {
     try {
