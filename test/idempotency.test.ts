@@ -1,6 +1,7 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startFerretDb, type FerretDb } from './helpers/ferretdb.js';
 import { dropDatabase, uniqueDatabaseUri } from './helpers/mongodb.js';
+import { hasRedis, startRedis } from './helpers/redis.js';
 import { startDaemon, storedCounts, tempDir } from './helpers/svc.js';
 
 const serverUri = inject('mongodbUri');
@@ -37,6 +38,15 @@ const stores: Array<{ name: string; store: () => Promise<{ store: string; remove
     },
   },
 ];
+if (hasRedis()) {
+  stores.push({
+    name: 'Redis',
+    store: async () => {
+      const server = await startRedis();
+      return { store: server.url, remove: () => server.destroy() };
+    },
+  });
+}
 if (serverUri) {
   stores.push({
     name: 'MongoDB (FerretDB)',

@@ -70,13 +70,13 @@ function writeConcern(value: string): W {
 export function addStoreOptions(command: Command, use: { writes?: boolean; reads?: boolean } = {}): Command {
   command
     .addOption(
-      option('--store <dir|uri>', 'embedded store directory, or a mongodb:// or mongodb+srv:// connection string', 'SVC_STORE')
+      option('--store <dir|uri>', 'embedded store directory, a mongodb:// or mongodb+srv:// connection string, or redis://HOST:PORT[/DB]', 'SVC_STORE')
         .default(DEFAULTS.store)
         .argParser(storeLocation),
     )
     .addOption(option('--collection <name>', 'MongoDB collection', 'SVC_COLLECTION').default(DEFAULTS.collection))
     .addOption(
-      option('--store-timeout <duration>', 'MongoDB: fail an operation that finds no reachable server within this time', 'SVC_STORE_TIMEOUT')
+      option('--store-timeout <duration>', 'MongoDB, Redis: fail an operation that finds no reachable server (or gets no answer) within this time', 'SVC_STORE_TIMEOUT')
         .default(DEFAULTS.storeTimeoutMs, '5s')
         .argParser(duration),
     );

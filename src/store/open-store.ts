@@ -6,7 +6,7 @@ import { LmdbStore, type JournalObserver, type StoreUse } from './lmdb/lmdb-stor
 import { storeKind } from './store-location.js';
 
 export interface StoreOptions {
-  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB, a path the embedded store (see storeKind). */
+  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB, `redis://…` Redis, a path the embedded store (see storeKind). */
   store: string;
   /** What this process does with the store (see StoreUse); the embedded store depends on it. */
   use?: StoreUse;
@@ -34,7 +34,12 @@ export interface StoreOptions {
  * second at every start of the CLI otherwise).
  */
 export async function openStore(options: StoreOptions): Promise<CounterStore> {
-  if (storeKind(options.store) === 'mongodb') {
+  const kind = storeKind(options.store);
+  if (kind === 'redis') {
+    const { openRedisStore } = await import('./redis/open.js');
+    return openRedisStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs);
+  }
+  if (kind === 'mongodb') {
     const { MongoStore } = await import('./mongo/mongo-store.js');
     return new MongoStore(options.store, {
       collection: options.collection ?? DEFAULTS.collection,

@@ -1,0 +1,198 @@
+import { readFileSync } from 'node:fs';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { freePort } from './helpers/ferretdb.js';
+import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally } from './helpers/http.js';
+import { hasRedis, startRedis, type RedisServer } from './helpers/redis.js';
+import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
+
+async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+const put = (url: string, domain: string) =>
+  fetch(`${url}/events/${domain}/delivered`, { method: 'PUT' }).then(
+    (res) => res.status,
+    () => 0,
+  );
+const line = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
+
+describe.skipIf(!hasRedis() && !process.env.CI)('svc on Redis', () => {
+  let server: RedisServer;
+  beforeAll(async () => {
+    server = await startRedis();
+  });
+  afterAll(async () => {
+    await server?.destroy();
+  });
+
+  it('serve-http counts exactly into Redis; serve-read and svc status read it back; setup checks the server', async () => {
+    const store = `${server.url}/1`;
+    const setup = await runSvc(['setup', '--store', store]);
+    expect(setup.code, setup.stderr).toBe(0);
+    expect(setup.stdout).toMatch(/AOF on \(appendfsync everysec\)/);
+    expect(setup.stdout).not.toMatch(/WARNING/);
+    const writer = await startDaemon('serve-http', ['--store', store]);
+    try {
+      const events = makeEvents(600, 40, 3);
+      expect((await putEvents(writer.url, events, 16)).every((s) => s === 204)).toBe(true);
+      const post = await fetch(`${writer.url}/events`, { method: 'POST', body: line('batch.example', 'bounced').repeat(3) });
+      expect(post.status).toBe(200);
+      const expected = tally([...events, ...Array.from({ length: 3 }, () => ({ domain: 'batch.example', type: 'bounced' as const }))]);
+      expect(await storedCounts(store, [...expected.keys()])).toEqual(expected);
+
+      const reader = await startDaemon('serve-read', ['--store', store]);
+      try {
+        const [domain, counts] = [...expected][0]!;
+        expect((await getJson(`${reader.url}/domains/${domain.toUpperCase()}`)).body).toMatchObject({ domain, ...counts });
+        expect((await getJson(`${reader.url}/readyz`)).status).toBe(200);
+      } finally {
+        await reader.stop();
+      }
+    } finally {
+      await writer.stop();
+    }
+  });
+
+  it('svc replay applies a file once: run again, it counts nothing more', async () => {
+    const store = `${server.url}/3`;
+    const fixture = new URL('../fixtures/valid.ndjson', import.meta.url).pathname;
+    const expected = JSON.parse(readFileSync(new URL('../fixtures/valid.expected.json', import.meta.url), 'utf8'));
+    const first = await runSvc(['replay', '--json', fixture, '--store', store]);
+    expect(first.code, first.stderr).toBe(0);
+    expect(JSON.parse(first.stdout)).toMatchObject(expected.summary);
+    const again = await runSvc(['replay', '--json', fixture, '--store', store]);
+    expect(again.code, again.stderr).toBe(0);
+    expect(Object.fromEntries(await storedCounts(store, Object.keys(expected.counts)))).toEqual(expected.counts);
+  });
+
+  it('svc setup warns clearly when AOF is off', async () => {
+    const bare = await startRedis({ extra: ['--appendonly', 'no'] });
+    try {
+      const setup = await runSvc(['setup', '--store', bare.url]);
+      expect(setup.code).toBe(0);
+      expect(setup.stdout).toMatch(/WARNING: AOF is off/);
+    } finally {
+      await bare.destroy();
+    }
+  });
+
+  it('refuses a malformed Redis URL as a usage error', async () => {
+    const result = await runSvc(['status', '--store', 'redis://127.0.0.1:6379/db', 'a.example']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/expected redis:\/\/HOST:PORT\[\/DB\]/);
+  });
+
+  it('loses nothing acknowledged when serve-http is killed with SIGKILL under load', async () => {
+    const store = `${server.url}/2`;
+    const first = await startDaemon('serve-http', ['--store', store]);
+    const events = makeEvents(4000, 60, 11);
+    const load = putEvents(first.url, events, 32);
+    await until(() => storedCounts(store, ['d1.example.com']), (counts) => (counts.get('d1.example.com')?.delivered ?? 0) > 0, 10_000);
+    await first.stop('SIGKILL');
+    const statuses = await load;
+    const acknowledged = events.filter((_, i) => statuses[i] === 204);
+    expect(acknowledged.length).toBeGreaterThan(0);
+    expect(acknowledged.length).toBeLessThan(events.length);
+    const sent = tally(events);
+    expectNothingAcknowledgedLost(await storedCounts(store, [...sent.keys()]), tally(acknowledged), sent);
+  });
+});
+
+describe.skipIf(!hasRedis() && !process.env.CI)('svc when Redis goes away (redis-server killed with SIGKILL and restarted)', () => {
+  it('starts while Redis is down, answers /readyz 503, and becomes ready once it is up', async () => {
+    const port = await freePort();
+    const daemon = await startDaemon('serve-http', ['--store', `redis://127.0.0.1:${port}`, '--store-timeout', '1s']);
+    let server: RedisServer | undefined;
+    try {
+      expect((await getJson(`${daemon.url}/readyz`)).status).toBe(503);
+      const refused = await getJson(`${daemon.url}/events/early.example/delivered`, { method: 'PUT' });
+      expect(refused.status).toBe(503);
+      expect(refused.headers.get('retry-after')).toBe('1');
+      server = await startRedis({ port });
+      expect((await until(() => getJson(`${daemon.url}/readyz`), (r) => r.status === 200, 20_000)).status).toBe(200);
+      expect(await put(daemon.url, 'late.example')).toBe(204);
+    } finally {
+      await daemon.stop();
+      await server?.destroy();
+    }
+  });
+
+  it('under load, answers 503 fast while Redis is down and counts every acknowledged event once it is back', async () => {
+    const server = await startRedis();
+    const daemon = await startDaemon('serve-http', ['--store', server.url, '--store-timeout', '1s']);
+    try {
+      const events = makeEvents(3000, 30, 21);
+      const load = putEvents(daemon.url, events, 16);
+      await until(() => storedCounts(server.url, ['d1.example.com']), (counts) => (counts.get('d1.example.com')?.delivered ?? 0) > 0, 10_000);
+      await server.stop(true);
+      const started = Date.now();
+      const refused = await getJson(`${daemon.url}/events/down.example/delivered`, { method: 'PUT' });
+      expect(refused).toMatchObject({ status: 503, body: { error: expect.stringMatching(/^Redis: /) } });
+      expect(refused.headers.get('retry-after')).toBe('1');
+      expect(Date.now() - started).toBeLessThan(4_000);
+      expect((await getJson(`${daemon.url}/readyz`)).status).toBe(503);
+      await new Promise((resolve) => setTimeout(resolve, 1000));
+      await server.restart();
+      const statuses = await load;
+      expect((await until(() => getJson(`${daemon.url}/readyz`), (r) => r.status === 200, 20_000)).status).toBe(200);
+      expect(await put(daemon.url, 'after.example')).toBe(204);
+      const acknowledged = events.filter((_, i) => statuses[i] === 204);
+      expect(statuses.some((s) => s === 503)).toBe(true);
+      expect(statuses.every((s) => s === 204 || s === 503)).toBe(true);
+      const sent = tally(events);
+      expectNothingAcknowledgedLost(await storedCounts(server.url, [...sent.keys()]), tally(acknowledged), sent);
+    } finally {
+      await daemon.stop();
+      await server.destroy();
+    }
+  }, 60_000);
+
+  it('counts every batch exactly once when Redis is killed in the middle of keyed batches and clients retry with their keys', async () => {
+    const server = await startRedis();
+    const daemon = await startDaemon('serve-http', ['--store', server.url, '--store-timeout', '500ms']);
+    try {
+      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`k${(b * 7 + i) % 120}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const answers: number[][] = bodies.map(() => []);
+      let next = 0;
+      const client = async () => {
+        for (let b = next++; b < bodies.length; b = next++) {
+          for (let attempt = 0; attempt < 200; attempt++) {
+            const answer = await fetch(`${daemon.url}/events`, { method: 'POST', body: bodies[b], headers: { 'idempotency-key': `batch-${b}` } }).then(
+              (res) => res.status,
+              () => 0,
+            );
+            answers[b]!.push(answer);
+            if (answer === 200) break;
+            await new Promise((resolve) => setTimeout(resolve, 100));
+          }
+        }
+      };
+      const clients = Promise.all(Array.from({ length: 8 }, client));
+      await until(async () => next, (n) => n > 60, 10_000);
+      await server.stop(true);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await server.restart();
+      await clients;
+      expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      expect(answers.some((statuses) => statuses.length > 1)).toBe(true);
+      const expected = new Map<string, { delivered: number; bounced: number }>();
+      for (const body of bodies) {
+        for (const text of body.trim().split('\n')) {
+          const { domain, type } = JSON.parse(text) as { domain: string; type: 'delivered' | 'bounced' };
+          const counts = expected.get(domain) ?? { delivered: 0, bounced: 0 };
+          counts[type]++;
+          expected.set(domain, counts);
+        }
+      }
+      expect(await storedCounts(server.url, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await daemon.stop('SIGKILL');
+      await server.destroy();
+    }
+  }, 60_000);
+});
