@@ -93,12 +93,12 @@ describe('svc CLI', () => {
   it('refuses a store URL whose scheme no store handles, creating nothing', async () => {
     const dir = tempDir();
     try {
-      for (const url of ['redis://127.0.0.1:6379', 'postgres://localhost/svc', 'mongodb+svr://typo.example/svc']) {
+      for (const url of ['rediss://127.0.0.1:6379', 'postgres://localhost/svc', 'mongodb+svr://typo.example/svc']) {
         for (const args of [['serve-http', '--store', url], ['status', 'a.example', '--store', url], ['replay', '-', '--store', url]]) {
           const result = await runSvc(args);
           expect(result.code, args.join(' ')).toBe(2);
           expect(result.stderr).toContain(`no store handles ${url.split('://')[0]}://`);
-          expect(result.stderr).toContain('mongodb://, mongodb+srv:// or a directory');
+          expect(result.stderr).toContain('mongodb://, mongodb+srv://, redis://, redis-cluster:// or a directory');
         }
         const bySetting = await runSvc(['status', 'a.example'], { env: { SVC_STORE: url } });
         expect(bySetting.code).toBe(2);

@@ -6,7 +6,7 @@ import { LmdbStore, type JournalObserver, type StoreUse } from './lmdb/lmdb-stor
 import { storeKind } from './store-location.js';
 
 export interface StoreOptions {
-  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB, `redis://…` Redis, a path the embedded store (see storeKind). */
+  /** `mongodb://…` or `mongodb+srv://…` selects MongoDB, `redis://…` Redis, `redis-cluster://…` a Redis Cluster, a path the embedded store (see storeKind). */
   store: string;
   /** What this process does with the store (see StoreUse); the embedded store depends on it. */
   use?: StoreUse;
@@ -35,6 +35,10 @@ export interface StoreOptions {
  */
 export async function openStore(options: StoreOptions): Promise<CounterStore> {
   const kind = storeKind(options.store);
+  if (kind === 'redis-cluster') {
+    const { openRedisClusterStore } = await import('./redis/open.js');
+    return openRedisClusterStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs);
+  }
   if (kind === 'redis') {
     const { openRedisStore } = await import('./redis/open.js');
     return openRedisStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs);

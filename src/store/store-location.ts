@@ -1,18 +1,19 @@
 import { ValidationError } from '../core/errors.js';
 
 /** The stores a `--store` value can name: a URL scheme each, and a directory for the embedded store. */
-export type StoreKind = 'embedded' | 'mongodb' | 'redis';
+export type StoreKind = 'embedded' | 'mongodb' | 'redis' | 'redis-cluster';
 
 const SCHEMES: Readonly<Record<string, StoreKind>> = {
   mongodb: 'mongodb',
   'mongodb+srv': 'mongodb',
   redis: 'redis',
+  'redis-cluster': 'redis-cluster',
 };
 
 /**
  * Which store a `--store` value names. Anything shaped like `scheme://` must be a scheme some
- * store handles: taken for a directory name, `redis://host` would quietly become an embedded
- * store in `./redis:/host`.
+ * store handles: taken for a directory name, `postgres://host` would quietly become an embedded
+ * store in `./postgres:/host`.
  */
 export function storeKind(location: string): StoreKind {
   const scheme = /^([a-z][a-z0-9+.-]*):\/\//i.exec(location)?.[1];

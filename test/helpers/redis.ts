@@ -74,3 +74,69 @@ export async function startRedis({ port, extra = [] }: { port?: number; extra?: 
     },
   };
 }
+
+export interface RedisCluster {
+  /** `redis-cluster://` followed by every node's address. */
+  url: string;
+  nodes: RedisServer[];
+  /** The master serving a hash tag's slot, as CLUSTER NODES says now. */
+  masterOf(tag: string): RedisServer;
+  /** Waits until every running node says cluster_state:ok. */
+  ready(timeoutMs?: number): Promise<void>;
+  destroy(): Promise<void>;
+}
+
+/**
+ * A real Redis Cluster: `masters` redis-server processes with `replicas` replicas each, AOF on,
+ * joined by `redis-cli --cluster create`. Each node's cluster bus port is a free port of its own.
+ */
+export async function startRedisCluster({ masters = 3, replicas = 0, extra = [] as string[] } = {}): Promise<RedisCluster> {
+  const nodes: RedisServer[] = [];
+  for (let i = 0; i < masters * (1 + replicas); i++) {
+    const bus = await freePort();
+    // Short timeouts: a killed master is failed over within a few seconds.
+    nodes.push(await startRedis({ extra: ['--cluster-enabled', 'yes', '--cluster-port', String(bus), '--cluster-node-timeout', '2000', '--cluster-config-file', `nodes-${bus}.conf`, ...extra] }));
+  }
+  const create = spawnSync(
+    'redis-cli',
+    ['--cluster', 'create', ...nodes.map((node) => `127.0.0.1:${node.port}`), '--cluster-replicas', String(replicas), '--cluster-yes'],
+    { encoding: 'utf8' },
+  );
+  if (create.status !== 0) throw new Error(`redis-cli --cluster create failed:\n${create.stdout}\n${create.stderr}`);
+  const cluster: RedisCluster = {
+    url: `redis-cluster://${nodes.map((node) => `127.0.0.1:${node.port}`).join(',')}`,
+    nodes,
+    masterOf(tag) {
+      const slot = Number(nodes[0]!.cli('CLUSTER', 'KEYSLOT', `{${tag}}`));
+      for (const node of nodes) {
+        const lines = node.cli('CLUSTER', 'NODES').split('\n');
+        for (const entry of lines) {
+          const [, address, flags, , , , , , ...ranges] = entry.split(' ');
+          if (!flags?.includes('master') || flags.includes('fail')) continue;
+          const port = Number(address!.split('@')[0]!.split(':')[1]);
+          const serves = ranges.some((range) => {
+            const [low, high = low] = range.split('-').map(Number);
+            return slot >= low! && slot <= high!;
+          });
+          if (serves) return nodes.find((n) => n.port === port)!;
+        }
+        break;
+      }
+      throw new Error(`no master serves {${tag}}`);
+    },
+    async ready(timeoutMs = 20_000) {
+      const deadline = Date.now() + timeoutMs;
+      for (const node of nodes) {
+        while (!/cluster_state:ok/.test(node.cli('CLUSTER', 'INFO'))) {
+          if (Date.now() > deadline) throw new Error(`the cluster did not become ok within ${timeoutMs} ms`);
+          await new Promise((resolve) => setTimeout(resolve, 100));
+        }
+      }
+    },
+    destroy: async () => {
+      await Promise.all(nodes.map((node) => node.destroy()));
+    },
+  };
+  await cluster.ready();
+  return cluster;
+}

@@ -60,3 +60,7 @@ export const counterKey = (domain: string, bucket = bucketOf(domain)) => `svc:c:
 export const guardKey = (bucket: number, batch: string) => `svc:g:{${TAGS[bucket]}}${batch}`;
 export const idempotencyKey = (key: string) => `svc:k:{${TAGS[(fnv1a(key) >>> 0) % BUCKETS]}}${key}`;
 export const checkpointKey = (source: string) => `svc:r:{${TAGS[(fnv1a(source) >>> 0) % BUCKETS]}}${source}`;
+/** Cluster: the leases of live writers (a sorted set, expiry in ms by writer). */
+export const WRITERS_KEY = 'svc:writers';
+/** Cluster: a writer's batch log (a hash, batch number to batch), in a slot chosen by the writer. */
+export const logKey = (writer: string) => `svc:l:{${TAGS[(fnv1a(writer) >>> 0) % BUCKETS]}}${writer}`;

@@ -1,4 +1,5 @@
 import { ValidationError } from '../../core/errors.js';
+import { ClusterConnection } from './cluster-connection.js';
 import { ServerConnection } from './connection.js';
 import { RedisStore } from './redis-store.js';
 
@@ -22,4 +23,18 @@ export function checkRedisUrl(value: string): URL {
 export function openRedisStore(value: string, timeoutMs: number): RedisStore {
   const url = checkRedisUrl(value);
   return new RedisStore(new ServerConnection(url.href, timeoutMs), { timeoutMs, grouped: false, name: 'Redis' });
+}
+
+/** `redis-cluster://HOST:PORT[,HOST:PORT…]`: seed nodes of a cluster, any of its nodes. */
+export function checkClusterUrl(value: string): string[] {
+  const seeds = value.slice('redis-cluster://'.length).split(',');
+  if (!value.startsWith('redis-cluster://') || seeds.some((seed) => !/^[^\s/:,@]+:\d{1,5}$/.test(seed))) {
+    throw new ValidationError(`--store ${value}: expected redis-cluster://HOST:PORT[,HOST:PORT…]`);
+  }
+  return seeds;
+}
+
+export function openRedisClusterStore(value: string, timeoutMs: number): RedisStore {
+  const seeds = checkClusterUrl(value);
+  return new RedisStore(new ClusterConnection(seeds, timeoutMs), { timeoutMs, grouped: true, name: 'Redis Cluster' });
 }

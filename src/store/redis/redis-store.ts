@@ -7,6 +7,7 @@ import { isAnswer, isUnsent, runScript, type RedisCommands } from './commands.js
 import { checkClaims, claimValue, doneValue, RedisKeys } from './idempotency-keys.js';
 import { BUCKETS, bucketOf, checkpointKey, counterKey, guardKey, idempotencyKey as idempotencyKeyOf } from './layout.js';
 import { APPLY, READ } from './scripts.js';
+import { BatchLog, type LoggedBatch } from './batch-log.js';
 import { serverNotes } from './setup-notes.js';
 
 export interface RedisStoreOptions {
@@ -51,11 +52,16 @@ export class RedisStore implements CounterStore {
   readonly #writer = randomUUID();
   #seq = 0;
   #closed = false;
+  /** Cluster: live batches span hash slots, and go through a log (see batch-log.ts). */
+  readonly #batchLog: BatchLog | undefined;
 
   constructor(commands: RedisCommands & { close(): Promise<void> }, options: RedisStoreOptions) {
     this.#commands = commands;
     this.#options = options;
     this.#keys = new RedisKeys(commands, this.#writer);
+    if (options.grouped) {
+      this.#batchLog = new BatchLog(commands, this.#writer, { name: options.name, deadlineMs: options.timeoutMs * 3, held: this.#keys.held });
+    }
   }
 
   async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
@@ -69,6 +75,8 @@ export class RedisStore implements CounterStore {
       return;
     }
     checkClaims(keys);
+    // The log holds its batches' keys itself, for as long as it finishes them (beyond an answer in doubt).
+    if (this.#batchLog) return this.#guard(() => this.#batchLog!.apply(loggedBatch(deltas, keys, this.#writer)));
     for (const { key } of keys) this.#keys.held.add(key);
     try {
       await this.#applyOnce(`${this.#writer}:${this.#seq++}`, GUARD_MS, deltas, keys);
@@ -201,6 +209,7 @@ export class RedisStore implements CounterStore {
 
   async close(): Promise<void> {
     if (this.#closed) return;
+    await this.#batchLog?.close(this.#options.timeoutMs * 3);
     this.#closed = true;
     await this.#commands.close();
   }
@@ -222,4 +231,14 @@ export class RedisStore implements CounterStore {
   #checkOpen(): void {
     if (this.#closed) throw new StoreUnavailableError(`${this.#options.name} store is closed`);
   }
+}
+
+function loggedBatch(deltas: Deltas, keys: readonly ClaimedKey[], claimant: string): LoggedBatch {
+  const batch: LoggedBatch = { domains: [], counts: [], keys: [] };
+  for (const [domain, { delivered, bounced }] of deltas) {
+    batch.domains.push(domain);
+    batch.counts.push(delivered, bounced);
+  }
+  for (const key of keys) batch.keys.push({ key: key.key, claim: claimValue(claimant, key.claimedAt, key.fingerprint), done: doneValue(key), expiresAt: key.expiresAt });
+  return batch;
 }

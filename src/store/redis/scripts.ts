@@ -74,3 +74,35 @@ for i = 1, #KEYS do
 end
 return out
 `);
+
+/**
+ * Turns a claim into its done answer: only if the key still holds this batch's claim (ARGV[1]) or
+ * already this answer (the batch finished before). A claim that lapsed and was taken by a repeat
+ * is left to the repeat. 1 if stored.
+ */
+export const STORE_KEY = script(`
+local v = redis.call('GET', KEYS[1])
+if v == ARGV[1] or v == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
+  return 1
+end
+return 0
+`);
+
+/** Takes a writer's lease in the sorted set KEYS[1] if its expiry is still ARGV[2] (the one seen); 1 if taken. */
+export const TAKE_LEASE = script(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
+  return 1
+end
+return 0
+`);
+
+/** Removes a writer from the leases KEYS[1] if its expiry is still ARGV[2] (nobody renewed it). */
+export const DROP_LEASE = script(`
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+  redis.call('ZREM', KEYS[1], ARGV[1])
+  return 1
+end
+return 0
+`);

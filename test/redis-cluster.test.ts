@@ -1,0 +1,159 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { openStore } from '../src/store/open-store.js';
+import { makeEvents, putEvents, tally } from './helpers/http.js';
+import { hasRedis, startRedisCluster, type RedisCluster } from './helpers/redis.js';
+import { counterStoreContract } from './helpers/store-contract.js';
+import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
+
+const line = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
+
+/** POSTs each body with its key until it is answered 200, from `clients` clients at once; returns every status seen per body. */
+async function postUntilDone(url: string, bodies: string[], clients: number, onProgress?: (next: number) => void): Promise<number[][]> {
+  const answers: number[][] = bodies.map(() => []);
+  let next = 0;
+  const client = async () => {
+    for (let b = next++; b < bodies.length; b = next++) {
+      onProgress?.(b);
+      for (let attempt = 0; attempt < 300; attempt++) {
+        const status = await fetch(`${url}/events`, { method: 'POST', body: bodies[b], headers: { 'idempotency-key': `batch-${b}` } }).then(
+          (res) => res.status,
+          () => 0,
+        );
+        answers[b]!.push(status);
+        if (status === 200) break;
+        await new Promise((resolve) => setTimeout(resolve, 100));
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: clients }, client));
+  return answers;
+}
+
+function expectedOf(bodies: string[]): Map<string, { delivered: number; bounced: number }> {
+  const expected = new Map<string, { delivered: number; bounced: number }>();
+  for (const body of bodies) {
+    for (const text of body.trim().split('\n')) {
+      const { domain, type } = JSON.parse(text) as { domain: string; type: 'delivered' | 'bounced' };
+      const counts = expected.get(domain) ?? { delivered: 0, bounced: 0 };
+      counts[type]++;
+      expected.set(domain, counts);
+    }
+  }
+  return expected;
+}
+
+describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3 });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+  const flush = () => cluster.nodes.forEach((node) => node.cli('FLUSHALL'));
+
+  counterStoreContract('RedisStore on a cluster', async () => {
+    flush();
+    return { open: () => openStore({ store: cluster.url, storeTimeoutMs: 5000 }), destroy: async () => flush() };
+  });
+
+  it('svc setup reports the cluster state; a malformed URL is a usage error', async () => {
+    const setup = await runSvc(['setup', '--store', cluster.url]);
+    expect(setup.code, setup.stderr).toBe(0);
+    expect(setup.stdout).toMatch(/cluster state ok: 3 masters serving slots, 3 nodes, 16384 of 16384 slots ok/);
+    expect(setup.stdout).not.toMatch(/WARNING/);
+    const bad = await runSvc(['status', '--store', 'redis-cluster://127.0.0.1', 'a.example']);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/expected redis-cluster:\/\/HOST:PORT\[,HOST:PORT…\]/);
+  });
+
+  it('two serve-http processes on one cluster add up exactly, PUT and POST', async () => {
+    flush();
+    const first = await startDaemon('serve-http', ['--store', cluster.url]);
+    const second = await startDaemon('serve-http', ['--store', cluster.url]);
+    try {
+      const a = makeEvents(800, 50, 31);
+      const b = makeEvents(800, 50, 32);
+      const bodies = Array.from({ length: 20 }, (_, i) => Array.from({ length: 40 }, (_, j) => line(`d${(i * 13 + j) % 50}.example.com`, j % 5 === 0 ? 'bounced' : 'delivered')).join(''));
+      const [sa, sb, posts] = await Promise.all([
+        putEvents(first.url, a, 8),
+        putEvents(second.url, b, 8),
+        Promise.all(bodies.map((body, i) => fetch(`${[first, second][i % 2]!.url}/events`, { method: 'POST', body }).then((res) => res.status))),
+      ]);
+      expect([...sa, ...sb].every((s) => s === 204)).toBe(true);
+      expect(posts.every((s) => s === 200)).toBe(true);
+      const expected = tally([...a, ...b]);
+      for (const [domain, counts] of expectedOf(bodies)) {
+        const sum = expected.get(domain) ?? { delivered: 0, bounced: 0 };
+        expected.set(domain, { delivered: sum.delivered + counts.delivered, bounced: sum.bounced + counts.bounced });
+      }
+      expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await Promise.all([first.stop(), second.stop()]);
+    }
+  });
+
+  it('counts every keyed batch exactly once when a master is killed with SIGKILL in the middle and clients retry', async () => {
+    flush();
+    const daemon = await startDaemon('serve-http', ['--store', cluster.url, '--store-timeout', '500ms']);
+    try {
+      // Each body spans every master: its domains fall into many hash-tag groups.
+      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`k${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      let reached!: () => void;
+      const middle = new Promise<void>((resolve) => (reached = resolve));
+      const load = postUntilDone(daemon.url, bodies, 8, (b) => b === 80 && reached());
+      await middle;
+      const victim = cluster.nodes[1]!;
+      await victim.stop(true);
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await victim.restart();
+      const answers = await load;
+      expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      // The outage was seen: some requests were refused or left in doubt, and retried.
+      expect(answers.some((statuses) => statuses.length > 1)).toBe(true);
+      const expected = expectedOf(bodies);
+      expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await daemon.stop('SIGKILL');
+    }
+  }, 90_000);
+
+  it('finishes the logged batches of a serve-http killed with SIGKILL: keyed retries through another count once', async () => {
+    flush();
+    const first = await startDaemon('serve-http', ['--store', cluster.url]);
+    const second = await startDaemon('serve-http', ['--store', cluster.url]);
+    try {
+      const bodies = Array.from({ length: 400 }, (_, b) => Array.from({ length: 40 }, (_, i) => line(`s${(b * 11 + i) % 300}.example`, i % 7 === 0 ? 'bounced' : 'delivered')).join(''));
+      let reached!: () => void;
+      const middle = new Promise<void>((resolve) => (reached = resolve));
+      // Clients switch to the second daemon once the first stops answering.
+      let target = first.url;
+      const answers: number[][] = bodies.map(() => []);
+      let next = 0;
+      const client = async () => {
+        for (let b = next++; b < bodies.length; b = next++) {
+          if (b === 100) reached();
+          for (let attempt = 0; attempt < 400; attempt++) {
+            const status = await fetch(`${target}/events`, { method: 'POST', body: bodies[b], headers: { 'idempotency-key': `batch-${b}` } }).then(
+              (res) => res.status,
+              () => 0,
+            );
+            answers[b]!.push(status);
+            if (status === 200) break;
+            if (status === 0) target = second.url;
+            await new Promise((resolve) => setTimeout(resolve, 200));
+          }
+        }
+      };
+      const load = Promise.all(Array.from({ length: 8 }, client));
+      await middle;
+      await first.stop('SIGKILL');
+      await load;
+      expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      const expected = expectedOf(bodies);
+      expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await Promise.all([first.stop('SIGKILL'), second.stop()]);
+    }
+  }, 120_000);
+});
