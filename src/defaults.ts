@@ -29,4 +29,5 @@ export const DEFAULTS = {
   collection: 'domains',
   writeConcern: 'majority',
   readPreference: 'primary',
+  redisWait: 0,
 } as const satisfies Record<string, unknown>;

@@ -157,3 +157,4 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     }
   }, 120_000);
 });
+

@@ -88,6 +88,11 @@ export function addStoreOptions(command: Command, use: { writes?: boolean; reads
           .argParser(writeConcern),
       )
       .addOption(
+        option('--redis-wait <n>', 'Redis: acknowledge a batch only once n replicas have it (WAIT), else 503 in doubt', 'SVC_REDIS_WAIT')
+          .default(DEFAULTS.redisWait)
+          .argParser(integer(0)),
+      )
+      .addOption(
         option('--fsync', 'embedded store: acknowledge only once flushed to disk (survives power loss)', 'SVC_FSYNC'),
       );
   }
@@ -132,6 +137,7 @@ export function storeOptionsFrom(options: Record<string, unknown>): StoreOptions
     collection: options.collection as string,
     storeTimeoutMs: options.storeTimeout as number,
     writeConcern: options.writeConcern as W | undefined,
+    redisWait: options.redisWait as number | undefined,
     fsync: Boolean(options.fsync),
     readPreference: options.readPreference as ReadPreferenceMode | undefined,
   };

@@ -26,6 +26,8 @@ export interface StoreOptions {
   writeConcern?: W;
   readPreference?: ReadPreferenceMode;
   storeTimeoutMs?: number;
+  /** Redis: replicas that must have a batch before it is acknowledged. */
+  redisWait?: number;
 }
 
 /**
@@ -37,11 +39,11 @@ export async function openStore(options: StoreOptions): Promise<CounterStore> {
   const kind = storeKind(options.store);
   if (kind === 'redis-cluster') {
     const { openRedisClusterStore } = await import('./redis/open.js');
-    return openRedisClusterStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs);
+    return openRedisClusterStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs, options.redisWait ?? DEFAULTS.redisWait);
   }
   if (kind === 'redis') {
     const { openRedisStore } = await import('./redis/open.js');
-    return openRedisStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs);
+    return openRedisStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs, options.redisWait ?? DEFAULTS.redisWait);
   }
   if (kind === 'mongodb') {
     const { MongoStore } = await import('./mongo/mongo-store.js');

@@ -94,8 +94,9 @@ export async function startRedisCluster({ masters = 3, replicas = 0, extra = [] 
   const nodes: RedisServer[] = [];
   for (let i = 0; i < masters * (1 + replicas); i++) {
     const bus = await freePort();
-    // Short timeouts: a killed master is failed over within a few seconds.
-    nodes.push(await startRedis({ extra: ['--cluster-enabled', 'yes', '--cluster-port', String(bus), '--cluster-node-timeout', '2000', '--cluster-config-file', `nodes-${bus}.conf`, ...extra] }));
+    // Short timeouts: a killed master is failed over within a few seconds, by a replica whatever
+    // its data's age (the replicas here were in sync moments before).
+    nodes.push(await startRedis({ extra: ['--cluster-enabled', 'yes', '--cluster-port', String(bus), '--cluster-node-timeout', '2000', '--cluster-replica-validity-factor', '0', '--cluster-config-file', `nodes-${bus}.conf`, ...extra] }));
   }
   const create = spawnSync(
     'redis-cli',
@@ -127,7 +128,8 @@ export async function startRedisCluster({ masters = 3, replicas = 0, extra = [] 
     async ready(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
       for (const node of nodes) {
-        while (!/cluster_state:ok/.test(node.cli('CLUSTER', 'INFO'))) {
+        // A replica must be in sync with its master, or it would not take over from it.
+        while (!/cluster_state:ok/.test(node.cli('CLUSTER', 'INFO')) || /role:slave/.test(node.cli('INFO', 'replication')) && !/master_link_status:up/.test(node.cli('INFO', 'replication'))) {
           if (Date.now() > deadline) throw new Error(`the cluster did not become ok within ${timeoutMs} ms`);
           await new Promise((resolve) => setTimeout(resolve, 100));
         }

@@ -37,16 +37,23 @@ export class BatchLog {
   readonly #deadlineMs: number;
   /** Keys of batches being applied here: their claims are not stale (see RedisKeys). */
   readonly #held: Set<string>;
+  /** --redis-wait: waits for the replicas of the nodes of these keys (see RedisStore). */
+  readonly #replicated: (routes: string[]) => Promise<void>;
   #seq = 0;
   #registered: Promise<void> | undefined;
   #lastRenewal = 0;
   #timers: NodeJS.Timeout[] = [];
   /** Dead writers whose logs this process is finishing, with the lease expiry it set. */
   readonly #recovering = new Map<string, number>();
-  readonly #completing = new Set<Promise<void>>();
+  readonly #completing = new Set<Promise<unknown>>();
   #closed = false;
 
-  constructor(commands: RedisCommands, writer: string, { name, deadlineMs, held }: { name: string; deadlineMs: number; held: Set<string> }) {
+  constructor(
+    commands: RedisCommands,
+    writer: string,
+    { name, deadlineMs, held, replicated }: { name: string; deadlineMs: number; held: Set<string>; replicated: (routes: string[]) => Promise<void> },
+  ) {
+    this.#replicated = replicated;
     this.#commands = commands;
     this.#writer = writer;
     this.#name = name;
@@ -107,14 +114,23 @@ export class BatchLog {
       group.keys.push(counterKey(domain, bucket));
       group.counts.push(String(batch.counts[2 * i]), String(batch.counts[2 * i + 1]));
     });
+    // With --redis-wait, a step is done once the replicas have it: a master that fails over before
+    // they do loses the step, guard included, and the step sent again counts (once).
     await Promise.all(
       [...groups].map(([bucket, group]) =>
-        this.#untilDone(writer, () => runScript(this.#commands, APPLY, [guardKey(bucket, id), ...group.keys], [String(GUARD_MS), '0', ...group.counts])),
+        this.#untilDone(writer, async () => {
+          await runScript(this.#commands, APPLY, [guardKey(bucket, id), ...group.keys], [String(GUARD_MS), '0', ...group.counts]);
+          await this.#replicated([guardKey(bucket, id)]);
+        }),
       ),
     );
     const stored = await Promise.all(
       batch.keys.map(({ key, claim, done, expiresAt }) =>
-        this.#untilDone(writer, () => runScript<number>(this.#commands, STORE_KEY, [idempotencyKey(key)], [claim, done, String(expiresAt)])),
+        this.#untilDone(writer, async () => {
+          const result = await runScript<number>(this.#commands, STORE_KEY, [idempotencyKey(key)], [claim, done, String(expiresAt)]);
+          await this.#replicated([idempotencyKey(key)]);
+          return result;
+        }),
       ),
     );
     const lost = stored.filter((result) => result !== 1).length;

@@ -32,3 +32,16 @@ export function isUnsent(error: unknown): boolean {
 export function isAnswer(error: unknown): error is ErrorReply {
   return error instanceof ErrorReply;
 }
+
+/** A write that reached fewer replicas than --redis-wait asks for: it is counted, but not acknowledged. */
+export class NotReplicatedError extends Error {}
+
+/**
+ * After a write sent through this connection (on a cluster: to the node of `key`), waits until
+ * `replicas` replicas have every write sent before it (WAIT), for at most `timeoutMs`.
+ */
+export async function replicated(commands: RedisCommands, replicas: number, timeoutMs: number, key?: string): Promise<void> {
+  if (replicas === 0) return;
+  const reached = await commands.send<number>(['WAIT', String(replicas), String(timeoutMs)], key);
+  if (reached < replicas) throw new NotReplicatedError(`the write reached ${reached} of the ${replicas} replicas --redis-wait asks for`);
+}

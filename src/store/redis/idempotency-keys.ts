@@ -1,5 +1,6 @@
 import type { ClaimedKey, KeyClaim } from '../../core/idempotency.js';
-import { runScript, type RedisCommands } from './commands.js';
+import { StoreUnavailableError } from '../../core/errors.js';
+import { NotReplicatedError, replicated, runScript, type RedisCommands } from './commands.js';
 import { idempotencyKey } from './layout.js';
 import { COMPARE_AND_SET, DELETE_IF_PREFIX } from './scripts.js';
 
@@ -31,14 +32,18 @@ export function checkClaims(keys: readonly ClaimedKey[]): void {
 /** Idempotency keys in Redis: claimed by SET NX, done once their batch's script ran (see APPLY). */
 export class RedisKeys {
   readonly #commands: RedisCommands;
+  readonly #wait: number;
+  readonly #timeoutMs: number;
   /** Who holds this process's claims. */
   readonly claimant: string;
   /** Keys of batches being applied by this process: their claims are not stale. */
   readonly held = new Set<string>();
 
-  constructor(commands: RedisCommands, claimant: string) {
+  constructor(commands: RedisCommands, claimant: string, { wait = 0, timeoutMs = 5_000 } = {}) {
     this.#commands = commands;
     this.claimant = claimant;
+    this.#wait = wait;
+    this.#timeoutMs = timeoutMs;
   }
 
   async claim(key: string, fingerprint: string, now: number): Promise<KeyClaim> {
@@ -46,7 +51,7 @@ export class RedisKeys {
     const claim = claimValue(this.claimant, now, fingerprint);
     for (let attempt = 0; attempt < 3; attempt++) {
       const set = await this.#commands.send<string | null>(['SET', name, claim, 'NX', 'PX', String(CLAIM_LAPSE_MS)], name);
-      if (set !== null) return { state: 'claimed' };
+      if (set !== null) return this.#durable(name);
       const found = await this.#commands.send<string | null>(['GET', name], name);
       if (found === null) continue; // Expired since: claim again.
       const [kind, a, b, c] = found.split('|', 4);
@@ -61,9 +66,23 @@ export class RedisKeys {
       const stale = a === this.claimant && !this.held.has(key);
       if (!stale) return { state: 'in-flight', fingerprint: found.slice(`c|${a}|${b}|`.length) };
       const taken = await runScript<number>(this.#commands, COMPARE_AND_SET, [name], [found, claim, String(CLAIM_LAPSE_MS)]);
-      if (taken === 1) return { state: 'claimed' };
+      if (taken === 1) return this.#durable(name);
     }
     throw new Error(`the idempotency key ${JSON.stringify(key)} kept changing while it was claimed`);
+  }
+
+  /**
+   * --redis-wait: a claim counts once the replicas have it. One lost in a failover would let a
+   * repeat claim the key again while the first request's batch is being counted.
+   */
+  async #durable(name: string): Promise<KeyClaim> {
+    try {
+      await replicated(this.#commands, this.#wait, this.#timeoutMs, name);
+    } catch (error) {
+      if (error instanceof NotReplicatedError) throw new StoreUnavailableError(`Redis: the idempotency key's claim ${(error as Error).message}`);
+      throw error;
+    }
+    return { state: 'claimed' };
   }
 
   async release(key: string): Promise<void> {

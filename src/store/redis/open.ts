@@ -20,9 +20,9 @@ export function checkRedisUrl(value: string): URL {
   return url;
 }
 
-export function openRedisStore(value: string, timeoutMs: number): RedisStore {
+export function openRedisStore(value: string, timeoutMs: number, wait = 0): RedisStore {
   const url = checkRedisUrl(value);
-  return new RedisStore(new ServerConnection(url.href, timeoutMs), { timeoutMs, grouped: false, name: 'Redis' });
+  return new RedisStore(new ServerConnection(url.href, timeoutMs), { timeoutMs, wait, grouped: false, name: 'Redis' });
 }
 
 /** `redis-cluster://HOST:PORT[,HOST:PORT…]`: seed nodes of a cluster, any of its nodes. */
@@ -34,7 +34,7 @@ export function checkClusterUrl(value: string): string[] {
   return seeds;
 }
 
-export function openRedisClusterStore(value: string, timeoutMs: number): RedisStore {
+export function openRedisClusterStore(value: string, timeoutMs: number, wait = 0): RedisStore {
   const seeds = checkClusterUrl(value);
-  return new RedisStore(new ClusterConnection(seeds, timeoutMs), { timeoutMs, grouped: true, name: 'Redis Cluster' });
+  return new RedisStore(new ClusterConnection(seeds, timeoutMs), { timeoutMs, wait, grouped: true, name: 'Redis Cluster' });
 }

@@ -3,7 +3,7 @@ import { InDoubtError, StoreUnavailableError } from '../../core/errors.js';
 import type { ClaimedKey, KeyClaim } from '../../core/idempotency.js';
 import type { DomainCounts } from '../../core/status.js';
 import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from '../counter-store.js';
-import { isAnswer, isUnsent, runScript, type RedisCommands } from './commands.js';
+import { isAnswer, isUnsent, replicated, runScript, type RedisCommands } from './commands.js';
 import { checkClaims, claimValue, doneValue, RedisKeys } from './idempotency-keys.js';
 import { BUCKETS, bucketOf, checkpointKey, counterKey, guardKey, idempotencyKey as idempotencyKeyOf } from './layout.js';
 import { APPLY, READ } from './scripts.js';
@@ -13,6 +13,8 @@ import { serverNotes } from './setup-notes.js';
 export interface RedisStoreOptions {
   /** Fail a command that gets no answer within this time. */
   timeoutMs: number;
+  /** Replicas that must have a batch's writes before it is acknowledged (WAIT); 0 for none. */
+  wait: number;
   /**
    * On a cluster, a batch is applied in groups, one per hash tag (see layout.ts), each atomic
    * with its own guard; on one server, in one script.
@@ -58,9 +60,9 @@ export class RedisStore implements CounterStore {
   constructor(commands: RedisCommands & { close(): Promise<void> }, options: RedisStoreOptions) {
     this.#commands = commands;
     this.#options = options;
-    this.#keys = new RedisKeys(commands, this.#writer);
+    this.#keys = new RedisKeys(commands, this.#writer, { wait: options.wait, timeoutMs: options.timeoutMs });
     if (options.grouped) {
-      this.#batchLog = new BatchLog(commands, this.#writer, { name: options.name, deadlineMs: options.timeoutMs * 3, held: this.#keys.held });
+      this.#batchLog = new BatchLog(commands, this.#writer, { name: options.name, deadlineMs: options.timeoutMs * 3, held: this.#keys.held, replicated: (routes) => this.#replicated(routes) });
     }
   }
 
@@ -114,7 +116,7 @@ export class RedisStore implements CounterStore {
         }),
       );
       const failures = results.flatMap((result) => (result.status === 'rejected' ? [result.reason as unknown] : []));
-      if (failures.length === 0) return;
+      if (failures.length === 0) return this.#replicated(groups.map((group) => guardKey(group.bucket, batch)));
       const answered = failures.find(isAnswer);
       if (answered && !sent) throw this.#unavailable(answered);
       if (failures.some((error) => !isUnsent(error) && !isAnswer(error))) sent = true;
@@ -123,6 +125,21 @@ export class RedisStore implements CounterStore {
         throw new InDoubtError(`${this.#options.name}: no answer to a batch that may have been counted: ${(failures[0] as Error).message}`, { cause: failures[0] });
       }
       await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, RETRY_MS * 2 ** attempt)));
+    }
+  }
+
+  /**
+   * --redis-wait: waits until the replicas have the writes made through the nodes of `routes`
+   * (keys). A write they do not get in time is counted on its master but not acknowledged: 503
+   * in doubt (with a key, a retry gets the stored answer, or is counted if a failover lost both).
+   */
+  async #replicated(routes: string[]): Promise<void> {
+    const { wait, timeoutMs, name } = this.#options;
+    if (wait === 0) return;
+    try {
+      await Promise.all(routes.map((route) => replicated(this.#commands, wait, timeoutMs, route)));
+    } catch (error) {
+      throw new InDoubtError(`${name}: ${(error as Error).message}`, { cause: error });
     }
   }
 

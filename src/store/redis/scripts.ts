@@ -76,13 +76,14 @@ return out
 `);
 
 /**
- * Turns a claim into its done answer: only if the key still holds this batch's claim (ARGV[1]) or
- * already this answer (the batch finished before). A claim that lapsed and was taken by a repeat
- * is left to the repeat. 1 if stored.
+ * Turns a claim into its done answer: if the key still holds this batch's claim (ARGV[1]) or
+ * already this answer (the batch finished before), or nothing (the claim expired, or a failover
+ * lost it: the batch is counted, so its answer must be kept). A claim taken by a repeat is left
+ * to the repeat. 1 if stored.
  */
 export const STORE_KEY = script(`
 local v = redis.call('GET', KEYS[1])
-if v == ARGV[1] or v == ARGV[2] then
+if v == false or v == ARGV[1] or v == ARGV[2] then
   redis.call('SET', KEYS[1], ARGV[2], 'PXAT', ARGV[3])
   return 1
 end
