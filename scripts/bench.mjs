@@ -7,7 +7,7 @@
 //
 //   npm run bench                        # everything, about 40 minutes on 2 cores
 //   npm run bench -- --quick             # a smoke run: 1M domains, short runs, no replay/MongoDB rows
-//   npm run bench -- --domains 2000000 --rounds 2 --seconds 10 --skip replay,mongo,reads --out /tmp/bench.json
+//   npm run bench -- --domains 2000000 --rounds 2 --seconds 10 --skip replay,mongo,reads,redis --out /tmp/bench.json
 //   npm run bench -- --table bench/results/bench-2026-12-01.json   # print a saved run's table again
 //   npm run bench -- --report bench.html # also draw every capacity search (latency against rate) in one HTML file
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -108,6 +108,7 @@ try {
   if (!skip.has('replay')) result.replay = await subBench('bench-replay.mjs', ['--events', quick ? 1_000_000 : 10_000_000, '--rounds', 1, '--mongo-events', 0]);
   if (!skip.has('mongo')) result.mongo = await subBench('bench-mongo.mjs', ['--events', 10_000, '--domains', 1_000]);
   if (!skip.has('grpc')) result.grpc = await subBench('bench-grpc.mjs', ['--seconds', quick ? 3 : 5]);
+  if (!skip.has('redis')) result.redis = await subBench('bench-redis.mjs', ['--seconds', quick ? 5 : 10]);
 
   result.table = printTable(result);
   if (argv.report) await writeReport(result, argv.report);
@@ -251,6 +252,12 @@ function printTable(result) {
   }
   for (const l of result.grpc?.latencies ?? []) {
     others.push([`serve-grpc send → ack at ${n(l.rate)} one-event batches/s on one stream`, `P50 ${ms(l.p50Ms, 2)}, P95 ${ms(l.p95Ms, 2)}, P99 ${ms(l.p99Ms, 2)}`]);
+  }
+  if (result.redis) {
+    const r = result.redis;
+    others.push([`Redis: POST batches of ${n(r.settings.batch)} on one server, vs the same Lua script from a bare client`, `${n(r.post.redis.eventsPerSecond)} events/s against ${n(r.ceiling.eventsPerSecond)}: ${ratio(r.post.redis.eventsPerSecond, r.ceiling.eventsPerSecond)}`]);
+    others.push([`Redis Cluster (${r.settings.masters} masters on the same cores): POST, vs one Redis`, `${n(r.post.cluster.eventsPerSecond)} events/s against ${n(r.post.redis.eventsPerSecond)}: ${ratio(r.post.cluster.eventsPerSecond, r.post.redis.eventsPerSecond)}`]);
+    others.push(['Redis: PUT events/s, vs the embedded store in the same run', `${n(r.put.redis.eventsPerSecond)} against ${n(r.put.embedded.eventsPerSecond)}: ${ratio(r.put.redis.eventsPerSecond, r.put.embedded.eventsPerSecond)}; cluster ${n(r.put.cluster.eventsPerSecond)}`]);
   }
   if (result.mongo) others.push(['MongoDB ingestion vs the driver\'s bulk upserts', `${n(result.mongo.serveHttp.eventsPerSecond)} events/s against ${n(result.mongo.ceiling.eventsPerSecond)}: ${ratio(result.mongo.serveHttp.eventsPerSecond, result.mongo.ceiling.eventsPerSecond)} (${result.mongo.server})`]);
 
