@@ -27,6 +27,7 @@ export function buildProgram(): Command {
 }
 
 export async function main(argv: string[]): Promise<void> {
+  stopQuietlyWhenOutputCloses();
   try {
     await buildProgram().parseAsync(argv);
   } catch (error) {
@@ -42,4 +43,17 @@ function exitCodeFor(error: unknown): number {
   process.stderr.write(`svc: ${message}\n`);
   if (error instanceof SvcError && error.code === 'SVC_INVALID_INPUT') return ExitCode.Usage;
   return ExitCode.Failure;
+}
+
+/**
+ * A reader that went away (`svc status … | head -1`) ends the command quietly, as it ends cat or
+ * git, with the exit code it had so far, instead of an unhandled EPIPE and its stack trace.
+ */
+function stopQuietlyWhenOutputCloses(): void {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      if (error.code !== 'EPIPE') throw error;
+      process.exit();
+    });
+  }
 }
