@@ -181,6 +181,8 @@ describe('svc CLI', () => {
     try {
       const settings = logLines(daemon).find((line) => line.msg === 'settings');
       expect(settings).toMatchObject({ daemon: 'serve-http', fsync: true, maxInFlight: 3, requestTimeout: 120_000, shutdownTimeout: 90_000 });
+      // Tokens nobody set are said to be unset, not left out.
+      expect(settings).toMatchObject({ ingestToken: 'unset', readToken: 'unset' });
       // Several batches committed at once, each flushed to disk before its answer; then kill -9.
       const events = makeEvents(3000, 300, 17);
       expect(new Set(await putEvents(daemon.url, events, 48))).toEqual(new Set([204]));

@@ -188,7 +188,7 @@ export function addDaemonOptions(command: Command, port: number): Command {
     .addOption(logLevelOption());
 }
 
-export function daemonOptionsFrom(name: string, options: Record<string, unknown>): DaemonOptions {
+export function daemonOptionsFrom(name: string, options: Record<string, unknown>, command: Command): DaemonOptions {
   return {
     name,
     host: options.host as string,
@@ -198,20 +198,22 @@ export function daemonOptionsFrom(name: string, options: Record<string, unknown>
     keepAliveTimeoutMs: options.keepAliveTimeout as number,
     shutdownTimeoutMs: options.shutdownTimeout as number,
     logLevel: options.logLevel as LogLevel,
-    settings: loggableSettings(options),
+    settings: loggableSettings(options, command),
   };
 }
 
 /**
- * Every option's effective value for the debug log: each token shown only as set or not, and the
- * password of a connection string (`mongodb://user:password@host`) masked.
+ * Every option's effective value for the debug log: each token shown only as set or unset, and
+ * the password of a connection string (`mongodb://user:password@host`) masked. Options the command
+ * declares but nobody set are absent from `options`, hence the command.
  */
-export function loggableSettings(options: Record<string, unknown>): Record<string, unknown> {
+export function loggableSettings(options: Record<string, unknown>, command: Command): Record<string, unknown> {
   const masked = (name: string, value: unknown) => {
     if (/token/i.test(name)) return value ? 'set' : 'unset';
     return typeof value === 'string' ? value.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@') : value;
   };
-  return Object.fromEntries(Object.entries(options).map(([name, value]) => [name, masked(name, value)]));
+  const names = new Set([...command.options.map((declared) => declared.attributeName()), ...Object.keys(options)]);
+  return Object.fromEntries([...names].map((name) => [name, masked(name, options[name])]));
 }
 
 /** How the counter engine batches and commits: serve-http and serve-grpc take the same options. */

@@ -29,8 +29,8 @@ export function serveReadCommand(): Command {
     )
     .addOption(maxReadLagOption())
     .addOption(readTokenOption())
-    .action(async (options) => {
-      await runDaemon(daemonOptionsFrom('serve-read', options), () =>
+    .action(async (options, command: Command) => {
+      await runDaemon(daemonOptionsFrom('serve-read', options, command), () =>
         createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize, readToken: options.readToken }),
       );
     });
