@@ -7,6 +7,7 @@ import * as protoLoader from '@grpc/proto-loader';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { hasGo, startFerretDb } from './helpers/ferretdb.js';
 import { grpcurl, grpcurlBinary } from './helpers/grpcurl.js';
+import { parsePrometheus } from './helpers/prometheus.js';
 import { logLines, runSvc, startDaemon, storedCounts, tempDir, type Daemon } from './helpers/svc.js';
 
 // The client is built from the proto file at test time, as any generated client would be: nothing
@@ -289,7 +290,19 @@ describe('svc serve-grpc', () => {
     const text = await (await fetch(url)).text();
     expect(text).toMatch(/^svc_events_accepted_total\{type="delivered"\} [1-9]/m);
     expect(text).toMatch(/^svc_events_rejected_total\{reason="invalid_domain"\} [1-9]/m);
-    expect(text).toContain('svc_journal_read_lag_seconds');
+    const httpDir = tempDir();
+    const http = await startDaemon('serve-http', ['--store', httpDir.path]);
+    try {
+      const httpText = await (await fetch(`${http.url}/metrics`)).text();
+      // Every family by name and type (counter, gauge, histogram), declared by both or missing from one.
+      const families = (exposition: string) => new Map([...parsePrometheus(exposition).types].sort(([a], [b]) => a.localeCompare(b)));
+      const grpcFamilies = families(text);
+      expect(grpcFamilies.size).toBeGreaterThan(20);
+      expect(grpcFamilies).toEqual(families(httpText));
+    } finally {
+      await http.stop();
+      httpDir.remove();
+    }
   });
 });
 
