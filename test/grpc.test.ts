@@ -242,7 +242,7 @@ describe('svc serve-grpc', () => {
         delivered: '1',
         bounced: '1',
       });
-    });
+    }, 90_000);
   });
 
   it('answers svc status --grpc like svc status --url', async () => {
