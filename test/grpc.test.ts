@@ -303,7 +303,7 @@ describe('svc serve-grpc', () => {
       await http.stop();
       httpDir.remove();
     }
-  });
+  }, 60_000);
 });
 
 describe('svc serve-grpc with tokens, limits and signals', () => {
