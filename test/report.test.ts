@@ -153,15 +153,17 @@ describe.skipIf(!haveBrowser && !process.env.CI)('svc loadtest --report and --fi
     const json = join(dir.path, 'find-max.json');
     const run = await runSvc([
       ...['loadtest', '--target', capped.url, '--find-max', '--rps', '100', '--duration', '1s'],
-      ...['--max-error-rate', '0', '--report', file, '--json', json],
+      ...['--max-error-rate', '0', '--max-p95', '10000', '--report', file, '--json', json],
     ]);
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(readFileSync(json, 'utf8'));
-    // Capacity 300 a second: 100 and 150 and 225 pass, 338 fails twice, the bisection closes in.
+    // Capacity 300 a second: 100 and 150 and 225 pass, 338 fails twice, the bisection closes in
+    // (near 300; above it on a busy machine, whose client sends less than it offers). Latency is
+    // left ungated: on a loaded machine it fails the default 200 ms long before the capacity.
     expect(result.maxRps).toBeGreaterThanOrEqual(225);
-    expect(result.maxRps).toBeLessThanOrEqual(310);
+    expect(result.maxRps).toBeLessThan(338);
     expect(result.steps.some((step: { rps: number; passed: boolean }) => step.rps > result.maxRps && !step.passed)).toBe(true);
-    expect(run.stdout).toContain(`highest rate meeting every gate (p95 <= 200 ms, error rate <= 0): ${result.maxRps} requests/s`);
+    expect(run.stdout).toContain(`highest rate meeting every gate (p95 <= 10000 ms, error rate <= 0): ${result.maxRps} requests/s`);
 
     const { charts, errors } = await open(file, 'find-max.png');
     expect(errors).toEqual([]);
