@@ -157,11 +157,13 @@ describe.skipIf(!haveBrowser && !process.env.CI)('svc loadtest --report and --fi
     ]);
     expect(run.code, run.stderr).toBe(0);
     const result = JSON.parse(readFileSync(json, 'utf8'));
-    // Capacity 300 a second: 100 and 150 and 225 pass, 338 fails twice, the bisection closes in
-    // (near 300; above it on a busy machine, whose client sends less than it offers). Latency is
-    // left ungated: on a loaded machine it fails the default 200 ms long before the capacity.
+    // Capacity 300 a second: 100 and 150 and 225 pass, 338 fails twice, the bisection closes in.
+    // What the best step sent stayed within the capacity; its offered rate can be above it on a
+    // busy machine, whose client sends less than it offers. Latency is left ungated: on a loaded
+    // machine it fails the default 200 ms long before the capacity.
     expect(result.maxRps).toBeGreaterThanOrEqual(225);
-    expect(result.maxRps).toBeLessThan(338);
+    const best = result.steps.find((step: { rps: number }) => step.rps === result.maxRps);
+    expect(best.achievedRps).toBeLessThanOrEqual(310);
     expect(result.steps.some((step: { rps: number; passed: boolean }) => step.rps > result.maxRps && !step.passed)).toBe(true);
     expect(run.stdout).toContain(`highest rate meeting every gate (p95 <= 10000 ms, error rate <= 0): ${result.maxRps} requests/s`);
 
