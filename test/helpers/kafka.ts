@@ -62,3 +62,37 @@ export async function startKafkaBroker(binary: string, options: BrokerOptions = 
     },
   };
 }
+
+export interface Materializer {
+  process: ChildProcess;
+  output(): string;
+  stop(signal?: NodeJS.Signals): Promise<number | null>;
+}
+
+/** Starts `svc materialize --store STORE --state STATE …` and resolves once it has joined its group. */
+export function startMaterializer(svcBin: string, store: string, state: string, args: string[] = []): Promise<Materializer> {
+  const child = spawn(process.execPath, [svcBin, 'materialize', '--store', store, '--state', state, ...args], { stdio: ['ignore', 'pipe', 'pipe'] });
+  let output = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  child.stderr!.on('data', (chunk) => (output += chunk));
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`materialize did not start:\n${output}`)), 20_000);
+    child.on('exit', (code) => {
+      clearTimeout(timer);
+      reject(new Error(`materialize exited with ${code}:\n${output}`));
+    });
+    child.stdout!.on('data', (chunk) => {
+      output += chunk;
+      if (!output.includes('"msg":"materializing"')) return;
+      clearTimeout(timer);
+      resolve({
+        process: child,
+        output: () => output,
+        stop: (signal = 'SIGTERM') => {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+          return exited;
+        },
+      });
+    });
+  });
+}

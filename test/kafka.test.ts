@@ -1,0 +1,182 @@
+import { Partitioners } from 'kafkajs';
+import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
+import { partitionOf } from '../src/kafka/partitioner.js';
+import { getJson, makeEvents, putEvents, tally, type Tally } from './helpers/http.js';
+import { startKafkaBroker, startMaterializer, type KafkaBroker, type Materializer } from './helpers/kafka.js';
+import { runSvc, startDaemon, SVC_BIN, tempDir, type Daemon } from './helpers/svc.js';
+
+const brokerBinary = inject('kafkaBrokerBinary');
+
+async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+/** Every domain's counts as serve-read answers them. */
+async function readCounts(url: string, domains: Iterable<string>): Promise<Tally> {
+  const counts: Tally = new Map();
+  for (const domain of domains) {
+    const { body } = await getJson(`${url}/domains/${domain}`);
+    counts.set(domain, { delivered: body.delivered, bounced: body.bounced });
+  }
+  return counts;
+}
+
+const same = (a: Tally, b: Tally) => JSON.stringify([...a].sort()) === JSON.stringify([...b].sort());
+
+describe('kafka:// store URLs', () => {
+  it('refuses a malformed URL with exit code 2 and says what is wrong', async () => {
+    for (const [store, reason] of [
+      ['kafka://127.0.0.1:9092', 'PREFIX is missing'],
+      ['kafka://127.0.0.1:9092/', 'PREFIX must be'],
+      ['kafka://127.0.0.1/p', '"127.0.0.1" is not HOST:PORT'],
+      ['kafka://127.0.0.1:99999/p', 'is not HOST:PORT'],
+      ['kafka:///p', 'no broker given'],
+      ['kafka://h:1/a/b', 'PREFIX must be'],
+    ]) {
+      const result = await runSvc(['setup', '--store', store!, '--partitions', '2']);
+      expect(result.code, store).toBe(2);
+      expect(result.stderr, store).toContain(reason);
+    }
+  });
+
+  it('svc status on a kafka:// store names serve-read', async () => {
+    const result = await runSvc(['status', '--store', 'kafka://127.0.0.1:9/p', 'example.com']);
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/svc serve-read --store kafka:\/\/127\.0\.0\.1:9\/p --state DIR.*svc status --url/);
+  });
+
+  it('places a domain in the partition of Kafka\'s default partitioner keyed by the domain', () => {
+    const partitioner = Partitioners.DefaultPartitioner();
+    const partitionMetadata = Array.from({ length: 12 }, (_, partitionId) => ({ partitionId, leader: 0, partitionErrorCode: 0, replicas: [0], isr: [0] }));
+    for (let i = 0; i < 500; i++) {
+      const domain = `d${i * 7919}.example${i % 13}.com`;
+      expect(partitionOf(domain, 12)).toBe(partitioner({ topic: 't', partitionMetadata, message: { key: domain, value: null } }));
+    }
+  });
+});
+
+describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', () => {
+  let broker: KafkaBroker;
+  const dirs: Array<{ remove(): void }> = [];
+  const daemons: Array<Daemon | Materializer> = [];
+  const dir = () => {
+    const made = tempDir('svc-kafka.');
+    dirs.push(made);
+    return made.path;
+  };
+
+  beforeAll(async () => {
+    broker = await startKafkaBroker(brokerBinary, { brokers: 1 });
+  });
+  afterAll(async () => {
+    await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
+    await broker?.stop();
+    for (const d of dirs) d.remove();
+  });
+
+  it('setup creates the two topics once and says what exists; the daemons count each event once, keyed requests once', async () => {
+    const store = broker.storeUrl('one');
+    const first = await runSvc(['setup', '--store', store, '--partitions', '4']);
+    expect(first.code, first.stderr).toBe(0);
+    expect(first.stdout).toBe('created topic one.events with 4 partitions\ncreated topic one.counts with 4 partitions (cleanup.policy=compact)\n');
+    const again = await runSvc(['setup', '--store', store]);
+    expect(again.stdout).toBe('topic one.events exists with 4 partitions\ntopic one.counts exists with 4 partitions\n');
+    const other = await runSvc(['setup', '--store', store, '--partitions', '3']);
+    expect(other.code).toBe(2);
+    expect(other.stderr).toContain('exists with 4 partitions, not 3');
+
+    const ingest = await startDaemon('serve-http', ['--store', store]);
+    daemons.push(ingest);
+    const materializer = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '3s']);
+    daemons.push(materializer);
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(reader);
+
+    const events = makeEvents(600, 40, 3);
+    const statuses = await putEvents(ingest.url, events, 8);
+    expect(statuses.every((s) => s === 204)).toBe(true);
+    const batch = '{"domain":"Keyed.Example.COM","type":"bounced"}\n{"domain":"d1.example.com","type":"delivered"}\n';
+    for (let i = 0; i < 3; i++) {
+      const res = await fetch(`${ingest.url}/events`, { method: 'POST', body: batch, headers: { 'idempotency-key': 'batch-1' } });
+      expect(res.status).toBe(200);
+    }
+    const expected = tally([...events, { domain: 'keyed.example.com', type: 'bounced' }, { domain: 'd1.example.com', type: 'delivered' }]);
+    const counted = await until(() => readCounts(reader.url, expected.keys()), (c) => same(c, expected), 20_000);
+    expect(counted).toEqual(expected);
+    expect((await getJson(`${reader.url}/readyz`)).status).toBe(200);
+
+    const read = await getJson(`${ingest.url}/domains/d1.example.com`);
+    expect(read.status).toBe(501);
+    expect(read.body.error).toContain(`svc serve-read --store ${store} --state DIR`);
+  });
+
+  it('a serve-read started later restores every count from the compacted topic before it is ready', async () => {
+    const store = broker.storeUrl('one');
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(reader);
+    await until(() => getJson(`${reader.url}/readyz`).then((r) => r.status), (s) => s === 200, 10_000);
+    expect((await getJson(`${reader.url}/domains/keyed.example.com`)).body).toEqual({
+      domain: 'keyed.example.com',
+      status: 'not catch-all',
+      delivered: 0,
+      bounced: 1,
+    });
+  });
+});
+
+describe.skipIf(!brokerBinary)('exactly once through kill -9 of a materializer, on three brokers', () => {
+  let broker: KafkaBroker;
+  const dirs: Array<{ remove(): void }> = [];
+  const daemons: Array<Daemon | Materializer> = [];
+  const dir = () => {
+    const made = tempDir('svc-kafka.');
+    dirs.push(made);
+    return made.path;
+  };
+  beforeAll(async () => {
+    broker = await startKafkaBroker(brokerBinary, { brokers: 3 });
+  });
+  afterAll(async () => {
+    await Promise.all(daemons.map((d) => d.stop('SIGKILL')));
+    await broker?.stop();
+    for (const d of dirs) d.remove();
+  });
+
+  it('two members share the partitions; one killed mid-stream and another added: every acknowledged event counted once', async () => {
+    const store = broker.storeUrl('three');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '6'])).code).toBe(0);
+    const ingest = await startDaemon('serve-http', ['--store', store]);
+    daemons.push(ingest);
+    const member = (state = dir()) => startMaterializer(SVC_BIN, store, state, ['--session-timeout', '2s', '--transaction-timeout', '5s']);
+    const a = await member();
+    const b = await member();
+    daemons.push(a, b);
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(reader);
+
+    const events = makeEvents(6000, 300, 5);
+    const load = putEvents(ingest.url, events, 16);
+    // Mid-stream: some events counted, most still to come.
+    await until(() => readCounts(reader.url, ['d1.example.com']), (c) => c.get('d1.example.com')!.delivered > 0, 20_000);
+    await a.stop('SIGKILL');
+    const c = await member();
+    daemons.push(c);
+    const statuses = await load;
+    expect(statuses.filter((s) => s !== 204)).toEqual([]);
+
+    const expected = tally(events);
+    const counted = await until(() => readCounts(reader.url, expected.keys()), (got) => same(got, expected), 40_000);
+    expect(counted).toEqual(expected);
+    // Nothing counted twice later either (a stale transaction, a late restore).
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    expect(await readCounts(reader.url, expected.keys())).toEqual(expected);
+    // The survivors took A's partitions over mid-stream: restored from the counts topic, not from zero.
+    const restores = [b, c].flatMap((m) => m.output().split('\n')).filter((line) => line.includes('"msg":"partitions restored"'));
+    expect(restores.some((line) => (JSON.parse(line).next as number[]).some((next) => next > 0))).toBe(true);
+  }, 90_000);
+});
