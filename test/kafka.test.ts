@@ -4,6 +4,7 @@ import { partitionOf } from '../src/kafka/partitioner.js';
 import { getJson, makeEvents, putEvents, tally, type Tally } from './helpers/http.js';
 import { startKafkaBroker, startMaterializer, type KafkaBroker, type Materializer } from './helpers/kafka.js';
 import { runSvc, startDaemon, SVC_BIN, tempDir, type Daemon } from './helpers/svc.js';
+import { grpcClients } from '../src/client/grpc-clients.js';
 
 const brokerBinary = inject('kafkaBrokerBinary');
 
@@ -113,6 +114,27 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     const read = await getJson(`${ingest.url}/domains/d1.example.com`);
     expect(read.status).toBe(501);
     expect(read.body.error).toContain(`svc serve-read --store ${store} --state DIR`);
+  });
+
+  it('serve-grpc produces to the same topics; its Status service names serve-read', async () => {
+    const store = broker.storeUrl('one');
+    const grpcd = await startDaemon('serve-grpc', ['--store', store]);
+    daemons.push(grpcd);
+    const clients = grpcClients(grpcd.url.replace(/^\w+:\/\//, ''));
+    try {
+      const batch = { events: [{ domain: 'GRPC.example.com', type: 'EVENT_TYPE_DELIVERED' }, { domain: 'grpc.example.com', type: 'EVENT_TYPE_BOUNCED' }] };
+      const ack = await new Promise<any>((resolve, reject) => clients.ingest.PublishOne(batch, (error: Error | null, reply: unknown) => (error ? reject(error) : resolve(reply))));
+      expect(ack.accepted).toBe(2);
+      const refused = await new Promise<any>((resolve) => clients.status.Get({ domain: 'grpc.example.com' }, (error: unknown) => resolve(error)));
+      expect(refused.code).toBe(12); // UNIMPLEMENTED
+      expect(refused.details).toContain('svc serve-read --store');
+    } finally {
+      clients.close();
+    }
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(reader);
+    const report = await until(() => getJson(`${reader.url}/domains/grpc.example.com`).then((r) => r.body), (b) => b.bounced === 1, 15_000);
+    expect(report).toMatchObject({ delivered: 1, bounced: 1 });
   });
 
   it('a serve-read started later restores every count from the compacted topic before it is ready', async () => {
