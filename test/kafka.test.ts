@@ -1,3 +1,5 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { partitionOf } from '../src/kafka/partitioner.js';
@@ -135,6 +137,21 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     daemons.push(reader);
     const report = await until(() => getJson(`${reader.url}/domains/grpc.example.com`).then((r) => r.body), (b) => b.bounced === 1, 15_000);
     expect(report).toMatchObject({ delivered: 1, bounced: 1 });
+  });
+
+  it('svc loadtest --verify through serve-read finds every acknowledged event counted once', async () => {
+    const store = broker.storeUrl('lt');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '3'])).code).toBe(0);
+    const ingest = await startDaemon('serve-http', ['--store', store]);
+    const materializer = await startMaterializer(SVC_BIN, store, dir());
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(ingest, materializer, reader);
+    const json = join(dir(), 'report.json');
+    const run = await runSvc(['loadtest', '--target', ingest.url, '--rps', '400', '--duration', '2s', '--verify', '--verify-url', reader.url, '--json', json]);
+    expect(run.code, run.stdout + run.stderr).toBe(0);
+    const { verify } = JSON.parse(readFileSync(json, 'utf8'));
+    expect(verify).toMatchObject({ lost: 0, extra: 0, unreadable: 0 });
+    expect(verify.acknowledged).toBeGreaterThan(500);
   });
 
   it('a serve-read started later restores every count from the compacted topic before it is ready', async () => {
