@@ -1,6 +1,7 @@
-import { readFileSync } from 'node:fs';
+import { spawn } from 'node:child_process';
+import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { Partitioners } from 'kafkajs';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { partitionOf } from '../src/kafka/partitioner.js';
 import { getJson, makeEvents, putEvents, tally, type Tally } from './helpers/http.js';
@@ -86,9 +87,12 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     const store = broker.storeUrl('one');
     const first = await runSvc(['setup', '--store', store, '--partitions', '4']);
     expect(first.code, first.stderr).toBe(0);
-    expect(first.stdout).toBe('created topic one.events with 4 partitions\ncreated topic one.counts with 4 partitions (cleanup.policy=compact)\n');
+    expect(first.stdout).toBe(
+      'created topic one.events with 4 partitions\ncreated topic one.counts with 4 partitions (cleanup.policy=compact)\n' +
+        'created topic one.replays with 1 partition (cleanup.policy=compact)\n',
+    );
     const again = await runSvc(['setup', '--store', store]);
-    expect(again.stdout).toBe('topic one.events exists with 4 partitions\ntopic one.counts exists with 4 partitions\n');
+    expect(again.stdout).toBe('topic one.events exists with 4 partitions\ntopic one.counts exists with 4 partitions\ntopic one.replays exists\n');
     const other = await runSvc(['setup', '--store', store, '--partitions', '3']);
     expect(other.code).toBe(2);
     expect(other.stderr).toContain('exists with 4 partitions, not 3');
@@ -153,6 +157,37 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     expect(verify).toMatchObject({ lost: 0, extra: 0, unreadable: 0 });
     expect(verify.acknowledged).toBeGreaterThan(500);
   });
+
+  it('svc replay produces a file exactly once: killed mid-file and run again, then run a third time, every event counted once', async () => {
+    const store = broker.storeUrl('replay');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '3'])).code).toBe(0);
+    const file = join(dir(), 'events.ndjson');
+    const lines: string[] = [];
+    for (let i = 0; i < 400_000; i++) lines.push(JSON.stringify({ domain: `r${i % 1000}.example.com`, type: i % 10 === 0 ? 'bounced' : 'delivered' }));
+    writeFileSync(file, lines.join('\n') + '\n');
+    // Small chunks, one parsing thread: the kill lands between committed groups, not after the last.
+    const args = ['replay', file, '--store', store, '--chunk-size', '64KiB', '--threads', '0'];
+    const killed = spawn(process.execPath, [SVC_BIN, ...args], { stdio: 'ignore' });
+    // Killed once its first group is committed (a checkpoint record and its commit marker).
+    const admin = new Kafka({ brokers: broker.brokers.split(','), logLevel: logLevel.NOTHING }).admin();
+    await admin.connect();
+    await until(() => admin.fetchTopicOffsets('replay.replays').then((o) => Number(o[0]!.high)), (high) => high >= 2, 20_000);
+    await admin.disconnect();
+    killed.kill('SIGKILL');
+    await new Promise((resolve) => killed.once('exit', resolve));
+    const resumed = await runSvc(args);
+    expect(resumed.code, resumed.stderr).toBe(0);
+    expect(resumed.stdout).toMatch(/resumed after line [1-9]/);
+    const third = await runSvc(args);
+    expect(third.stdout).toContain('already applied');
+
+    const materializer = await startMaterializer(SVC_BIN, store, dir());
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(materializer, reader);
+    const expected: Tally = new Map(Array.from({ length: 1000 }, (_, i) => [`r${i}.example.com`, i % 10 === 0 ? { delivered: 0, bounced: 400 } : { delivered: 400, bounced: 0 }]));
+    const counted = await until(() => readCounts(reader.url, expected.keys()), (c) => same(c, expected), 30_000);
+    expect(counted).toEqual(expected);
+  }, 60_000);
 
   it('a serve-read started later restores every count from the compacted topic before it is ready', async () => {
     const store = broker.storeUrl('one');

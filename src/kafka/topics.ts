@@ -31,5 +31,13 @@ export async function setupTopics(admin: Admin, location: KafkaLocation, partiti
     await admin.createTopics({ waitForLeaders: true, topics: [{ topic, numPartitions: wanted, configEntries: [...configEntries] }] });
     notes.push(`created topic ${topic} with ${wanted} partitions${configEntries.length ? ' (cleanup.policy=compact)' : ''}`);
   }
+  // svc replay's checkpoints: one record per file and group of chunks, read whole at each replay.
+  if ((await partitionCount(admin, location.replaysTopic)) === undefined) {
+    const configEntries = [{ name: 'cleanup.policy', value: 'compact' }];
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: location.replaysTopic, numPartitions: 1, configEntries }] });
+    notes.push(`created topic ${location.replaysTopic} with 1 partition (cleanup.policy=compact)`);
+  } else {
+    notes.push(`topic ${location.replaysTopic} exists`);
+  }
   return notes;
 }

@@ -8,6 +8,8 @@ export interface KafkaLocation {
   eventsTopic: string;
   /** PREFIX.counts: each domain's totals, compacted, partitioned like the events. */
   countsTopic: string;
+  /** PREFIX.replays: svc replay's checkpoints, keyed by file fingerprint, compacted. */
+  replaysTopic: string;
 }
 
 export const KAFKA_SCHEME = 'kafka://';
@@ -42,5 +44,5 @@ export function parseKafkaUrl(url: string): KafkaLocation {
     }
     return broker;
   });
-  return { brokers, prefix, eventsTopic: `${prefix}.events`, countsTopic: `${prefix}.counts` };
+  return { brokers, prefix, eventsTopic: `${prefix}.events`, countsTopic: `${prefix}.counts`, replaysTopic: `${prefix}.replays` };
 }

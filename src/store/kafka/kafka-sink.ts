@@ -1,9 +1,9 @@
-import { InDoubtError, SvcError, StoreUnavailableError, ValidationError } from '../../core/errors.js';
+import { InDoubtError, SvcError, StoreUnavailableError } from '../../core/errors.js';
 import type { KeyClaim } from '../../core/idempotency.js';
 import type { DomainCounts } from '../../core/status.js';
 import { createClient, partitionCount, type Admin, type KafkaClient, type Producer } from '../../kafka/client.js';
-import { partitionOf } from '../../kafka/partitioner.js';
-import { DELTAS_FORMAT, encodeDeltas, FORMAT_HEADER } from '../../kafka/records.js';
+import { eventsRecords } from './event-records.js';
+import { ReplayLog } from './replay-log.js';
 import { setupTopics } from '../../kafka/topics.js';
 import type { KafkaLocation } from '../../kafka/url.js';
 import type { BatchExtras, CounterStore, Deltas, ReplayCheckpoint } from '../counter-store.js';
@@ -37,6 +37,7 @@ export class KafkaSink implements CounterStore {
   readonly #options: KafkaSinkOptions;
   readonly #client: KafkaClient;
   readonly #admin: Admin;
+  readonly #replays: ReplayLog;
   #producer: Producer | undefined;
   #ready: Promise<{ producer: Producer; partitions: number }> | undefined;
 
@@ -45,6 +46,7 @@ export class KafkaSink implements CounterStore {
     this.#options = options;
     this.#client = createClient(location.brokers, 'svc-ingest');
     this.#admin = this.#client.admin();
+    this.#replays = new ReplayLog(this.#client, location);
   }
 
   /**
@@ -77,27 +79,21 @@ export class KafkaSink implements CounterStore {
   }
 
   async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
-    if (checkpoint) throw new ValidationError('svc replay cannot write to a kafka:// store yet');
+    if (checkpoint) {
+      const { partitions } = await this.#connect().catch((error) => {
+        throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
+      });
+      return this.#replays.apply(deltas, checkpoint, partitions);
+    }
     const { producer, partitions } = await this.#connect().catch((error) => {
       throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
     });
-    const byPartition = new Map<number, Array<[string, DomainCounts]>>();
-    for (const entry of deltas) {
-      const partition = partitionOf(entry[0], partitions);
-      let list = byPartition.get(partition);
-      if (list === undefined) byPartition.set(partition, (list = []));
-      list.push(entry);
-    }
     // With keyedBatchesAlone a keyed batch is one request: its key travels in each of its records.
-    const key = keys.length === 1 ? { key: keys[0]!.key, expiresAt: keys[0]!.expiresAt } : undefined;
     if (keys.length > 1) throw new Error('a keyed batch must hold one request');
-    const messages = [...byPartition].map(([partition, counts]) => ({
-      partition,
-      value: encodeDeltas(counts, key),
-      headers: { [FORMAT_HEADER]: DELTAS_FORMAT },
-    }));
+    const key = keys.length === 1 ? { key: keys[0]!.key, expiresAt: keys[0]!.expiresAt } : undefined;
+    const rounds = eventsRecords(deltas, partitions, key);
     try {
-      await producer.send({ topic: this.#location.eventsTopic, acks: -1, messages });
+      for (const messages of rounds) await producer.send({ topic: this.#location.eventsTopic, acks: -1, messages });
     } catch (error) {
       if (this.#producer === producer) {
         this.#ready = undefined;
@@ -115,8 +111,13 @@ export class KafkaSink implements CounterStore {
 
   async releaseKey(): Promise<void> {}
 
-  async getCheckpoint(): Promise<ReplayCheckpoint | undefined> {
-    throw new ValidationError('svc replay cannot write to a kafka:// store yet: send the file with POST /events to serve-http on it');
+  /** svc replay: fences any other run of the same file, then reads where it got to. */
+  async getCheckpoint(source: string): Promise<ReplayCheckpoint | undefined> {
+    try {
+      return await this.#replays.checkpoint(source);
+    } catch (error) {
+      throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
+    }
   }
 
   async get(): Promise<DomainCounts | undefined> {
@@ -141,6 +142,6 @@ export class KafkaSink implements CounterStore {
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.#producer?.disconnect(), this.#admin.disconnect()]);
+    await Promise.allSettled([this.#producer?.disconnect(), this.#admin.disconnect(), this.#replays.close()]);
   }
 }
