@@ -189,6 +189,69 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     expect(counted).toEqual(expected);
   }, 60_000);
 
+  it('materialize --source counts an existing JSON topic once, killed mid-stream: mapped by recipient and event name, the rest dead-lettered', async () => {
+    const store = broker.storeUrl('src');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '4'])).code).toBe(0);
+    const kafka = new Kafka({ brokers: broker.brokers.split(','), logLevel: logLevel.NOTHING });
+    const admin = kafka.admin();
+    await admin.connect();
+    await admin.createTopics({ waitForLeaders: true, topics: [{ topic: 'mail-events', numPartitions: 3 }, { topic: 'mail-dlq', numPartitions: 1 }] });
+    const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    const expected: Tally = new Map();
+    const messages: Array<{ key: string; value: string }> = [];
+    let bad = 0;
+    for (let i = 0; i < 6000; i++) {
+      const domain = `m${i % 97}.example.com`;
+      const kind = i % 6;
+      // Keyed by message id, as a platform's topic would be: a domain's events are in every partition.
+      const key = `msg-${i}`;
+      if (kind === 5) {
+        bad++;
+        messages.push({ key, value: i % 12 === 5 ? 'not json' : JSON.stringify({ event: 'failed', severity: 'temporary', recipient: `u${i}@${domain}` }) });
+        continue;
+      }
+      const type = kind === 4 ? 'bounced' : 'delivered';
+      const event = type === 'bounced' ? { event: 'failed', severity: 'permanent' } : { event: 'delivered' };
+      messages.push({ key, value: JSON.stringify({ ...event, recipient: `User${i}@${domain.toUpperCase()}` }) });
+      const counts = expected.get(domain) ?? { delivered: 0, bounced: 0 };
+      counts[type]++;
+      expected.set(domain, counts);
+    }
+    for (let i = 0; i < messages.length; i += 500) await producer.send({ topic: 'mail-events', messages: messages.slice(i, i + 500) });
+    await producer.disconnect();
+
+    const args = ['--source', 'mail-events', '--recipient-field', 'recipient', '--type-field', 'event', '--bounced', 'failed[severity=permanent]', '--dead-letter', 'mail-dlq', '--session-timeout', '2s'];
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    const first = await startMaterializer(SVC_BIN, store, dir(), args);
+    daemons.push(reader, first);
+    await until(() => readCounts(reader.url, ['m1.example.com']), (c) => c.get('m1.example.com')!.delivered > 0, 20_000);
+    await first.stop('SIGKILL');
+    const second = await startMaterializer(SVC_BIN, store, dir(), args);
+    daemons.push(second);
+    const counted = await until(() => readCounts(reader.url, expected.keys()), (c) => same(c, expected), 30_000);
+    expect(counted).toEqual(expected);
+    // Every record that did not map is in the dead-letter topic once.
+    await until(() => admin.fetchTopicOffsets('mail-dlq').then((o) => Number(o[0]!.high)), (high) => high >= bad, 10_000);
+    const dlq = kafka.consumer({ groupId: 'dlq-check', maxWaitTimeInMs: 100 });
+    await dlq.connect();
+    await dlq.subscribe({ topic: 'mail-dlq', fromBeginning: true });
+    const seen: string[] = [];
+    await new Promise<void>((resolve) => {
+      void dlq.run({
+        eachMessage: async ({ message }) => {
+          seen.push(message.key!.toString());
+          if (seen.length >= bad) resolve();
+        },
+      });
+    });
+    await new Promise((resolve) => setTimeout(resolve, 500));
+    await dlq.disconnect();
+    expect(seen.length).toBe(bad);
+    expect(new Set(seen).size).toBe(bad);
+    await admin.disconnect();
+  }, 60_000);
+
   it('a serve-read started later restores every count from the compacted topic before it is ready', async () => {
     const store = broker.storeUrl('one');
     const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);

@@ -2,8 +2,12 @@ import { Command } from 'commander';
 import { ValidationError } from '../core/errors.js';
 import { isKafkaUrl, parseKafkaUrl } from '../kafka/url.js';
 import { announce, log, setLogLevel, type LogLevel } from '../log.js';
+import { parseFieldPath, parseMatchers, type EventMapping } from '../materialize/event-mapping.js';
 import { Materializer } from '../materialize/materializer.js';
+import { SourceForwarder } from '../materialize/source-forwarder.js';
 import { logLevelOption, option, parseDuration, stateOption } from './options.js';
+
+const MAPPING_OPTIONS = ['domainField', 'recipientField', 'typeField', 'delivered', 'bounced', 'deadLetter'] as const;
 
 export function materializeCommand(): Command {
   const command = new Command('materialize').description(
@@ -22,30 +26,58 @@ export function materializeCommand(): Command {
         .default(10_000, '10s')
         .argParser(parseDuration),
     )
+    .addOption(option('--source <topic>', 'also forward an existing topic of JSON events (one per record) into PREFIX.events, exactly once', 'SVC_SOURCE'))
+    .addOption(option('--domain-field <path>', 'with --source: field holding the domain (a.b for nested)', 'SVC_DOMAIN_FIELD').default('domain'))
+    .addOption(option('--recipient-field <path>', 'with --source: field holding an address (user@Example.COM) to take the domain from, instead', 'SVC_RECIPIENT_FIELD'))
+    .addOption(option('--type-field <path>', 'with --source: field holding the event name', 'SVC_TYPE_FIELD').default('type'))
+    .addOption(option('--delivered <names>', 'with --source: event names counted as delivered, comma-separated; name[field=value] adds a condition', 'SVC_DELIVERED').default('delivered'))
+    .addOption(option('--bounced <names>', 'with --source: event names counted as bounced, e.g. bounced,failed[severity=permanent]', 'SVC_BOUNCED').default('bounced'))
+    .addOption(option('--dead-letter <topic>', 'with --source: copy records that do not parse or map to this topic', 'SVC_DEAD_LETTER'))
     .addOption(logLevelOption())
-    .action(async (options) => {
+    .action(async (options, cmd: Command) => {
       if (!options.store || !isKafkaUrl(options.store)) throw new ValidationError('svc materialize needs --store kafka://HOST:PORT[,HOST:PORT…]/PREFIX');
       if (!options.state) throw new ValidationError('svc materialize needs --state DIR for the counts of its partitions');
       const location = parseKafkaUrl(options.store);
+      const given = MAPPING_OPTIONS.filter((name) => cmd.getOptionValueSource(name) === 'cli' || cmd.getOptionValueSource(name) === 'env');
+      if (!options.source && given.length > 0) throw new ValidationError(`--${kebab(given[0]!)} needs --source TOPIC`);
+      const mapping: EventMapping = {
+        domainField: options.recipientField ? undefined : parseFieldPath(options.domainField),
+        recipientField: options.recipientField ? parseFieldPath(options.recipientField) : undefined,
+        typeField: parseFieldPath(options.typeField),
+        delivered: parseMatchers(options.delivered),
+        bounced: parseMatchers(options.bounced),
+      };
       setLogLevel(options.logLevel as LogLevel);
-      const materializer = new Materializer({
-        location,
-        state: options.state,
-        sessionTimeoutMs: options.sessionTimeout,
-        transactionTimeoutMs: options.transactionTimeout,
-      });
-      await run(materializer, { store: options.store, state: options.state });
+      const timeouts = { sessionTimeoutMs: options.sessionTimeout, transactionTimeoutMs: options.transactionTimeout };
+      const parts: Part[] = [];
+      if (options.source) {
+        const forwarder = new SourceForwarder({ location, source: options.source, mapping, deadLetterTopic: options.deadLetter, ...timeouts });
+        parts.push({ name: 'forwarded', start: () => forwarder.start(), stop: () => forwarder.stop(), stats: () => forwarder.stats });
+      }
+      const materializer = new Materializer({ location, state: options.state, ...timeouts });
+      parts.push({ name: 'counted', start: () => materializer.start(), stop: () => materializer.stop(), stats: () => materializer.stats });
+      await run(parts, { store: options.store, state: options.state, source: options.source });
     });
 }
 
-/** Runs until SIGTERM or SIGINT, then leaves the group so that its partitions move at once. */
-export async function run(materializer: Materializer, where: Record<string, unknown>): Promise<void> {
-  await materializer.start();
+const kebab = (name: string) => name.replace(/[A-Z]/g, (c) => `-${c.toLowerCase()}`);
+
+interface Part {
+  name: string;
+  start(): Promise<void>;
+  stop(): Promise<void>;
+  stats(): object;
+}
+
+/** Runs until SIGTERM or SIGINT, then leaves the groups so that their partitions move at once. */
+async function run(parts: Part[], where: Record<string, unknown>): Promise<void> {
+  for (const part of parts) await part.start();
   announce('materializing', where);
+  const stats = () => Object.fromEntries(parts.map((part) => [part.name, part.stats()]));
   let last = '';
   const report = setInterval(() => {
-    const now = JSON.stringify(materializer.stats);
-    if (now !== last) log('info', 'progress', { ...materializer.stats });
+    const now = JSON.stringify(stats());
+    if (now !== last) log('info', 'progress', stats());
     last = now;
   }, 10_000);
   report.unref();
@@ -55,8 +87,8 @@ export async function run(materializer: Materializer, where: Record<string, unkn
     stopping = true;
     log('info', 'stopping', { signal });
     clearInterval(report);
-    await materializer.stop();
-    log('info', 'stopped', { ...materializer.stats });
+    for (const part of parts) await part.stop();
+    log('info', 'stopped', stats());
     process.exit(0);
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));

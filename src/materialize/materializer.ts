@@ -11,12 +11,6 @@ export interface MaterializerOptions {
   location: KafkaLocation;
   /** Directory of the local stores, one per owned partition. */
   state: string;
-  /** The topic counted: PREFIX.events unless --source names another. */
-  source?: string;
-  /** Reads one record of the source; throws for one that cannot be counted. */
-  decode?: (message: KafkaMessage) => EventsRecord;
-  /** A record that cannot be counted is also copied here, when set. */
-  deadLetterTopic?: string;
   sessionTimeoutMs: number;
   transactionTimeoutMs: number;
 }
@@ -47,20 +41,16 @@ export class Materializer {
   readonly #consumer: Consumer;
   readonly #groupId: string;
   readonly #source: string;
-  readonly #decode: (message: KafkaMessage) => EventsRecord;
   readonly #tasks = new Map<number, PartitionTask>();
   #assigned = new Set<number>();
   #restoring: Promise<void> | undefined;
-  readonly #deadLetters;
   readonly stats: MaterializerStats = { partitions: [], events: 0, records: 0, rejected: 0, duplicates: 0, restores: 0 };
 
   constructor(options: MaterializerOptions) {
     this.#options = options;
-    this.#source = options.source ?? options.location.eventsTopic;
-    this.#decode = options.decode ?? decodeSvcRecord;
+    this.#source = options.location.eventsTopic;
     this.#client = createClient(options.location.brokers, 'svc-materialize');
-    // One group per source topic: materializers of PREFIX.events and of an existing topic never share partitions.
-    this.#groupId = options.source ? `${options.location.prefix}.materialize.${options.source}` : `${options.location.prefix}.materialize`;
+    this.#groupId = `${options.location.prefix}.materialize`;
     this.#consumer = this.#client.consumer({
       groupId: this.#groupId,
       sessionTimeout: options.sessionTimeoutMs,
@@ -71,7 +61,6 @@ export class Materializer {
       // Bounds one transaction: a batch's totals are a few times its bytes.
       maxBytesPerPartition: 256 * 1024,
     });
-    this.#deadLetters = options.deadLetterTopic ? this.#client.producer({ idempotent: true, maxInFlightRequests: 1 }) : undefined;
   }
 
   async start(): Promise<void> {
@@ -89,7 +78,6 @@ export class Materializer {
         }
       }
     });
-    await this.#deadLetters?.connect();
     await this.#consumer.connect();
     await this.#consumer.subscribe({ topic: this.#source, fromBeginning: true });
     await this.#consumer.run({ autoCommit: false, eachBatchAutoResolve: false, eachBatch: (payload) => this.#batch(payload) });
@@ -114,16 +102,16 @@ export class Materializer {
     }
     const commit = { deltas: new Map<string, DomainCounts>(), keys: new Map<string, number>(), next: Number(batch.lastOffset()) + 1 };
     const now = Date.now();
-    const rejected: KafkaMessage[] = [];
+    let rejected = 0;
     let events = 0;
     for (const message of batch.messages) {
       if (Number(message.offset) < task.next) continue;
       this.stats.records++;
       let record: EventsRecord;
       try {
-        record = this.#decode(message);
+        record = decodeSvcRecord(message);
       } catch (error) {
-        rejected.push(message);
+        rejected++;
         log('debug', 'rejected a record', { partition, offset: message.offset, error: String((error as Error).message ?? error) });
         continue;
       }
@@ -146,10 +134,6 @@ export class Materializer {
       }
     }
     try {
-      if (rejected.length > 0 && this.#deadLetters) {
-        // Before the transaction: a crash may copy a rejected record twice, never lose it.
-        await this.#deadLetters.send({ topic: this.#options.deadLetterTopic!, acks: -1, messages: rejected.map(({ key, value, headers }) => ({ key, value, headers })) });
-      }
       await task.commit(commit, { counts: this.#options.location.countsTopic, events: this.#source }, this.#groupId);
     } catch (error) {
       log('warn', 'a transaction failed; the partition is restored before it is counted again', { partition, error: String(error) });
@@ -160,7 +144,7 @@ export class Materializer {
       return;
     }
     this.stats.events += events;
-    this.stats.rejected += rejected.length;
+    this.stats.rejected += rejected;
     resolveOffset(batch.lastOffset());
     await heartbeat().catch(() => {});
   }
@@ -209,7 +193,6 @@ export class Materializer {
 
   async stop(): Promise<void> {
     await this.#consumer.disconnect().catch(() => {});
-    await this.#deadLetters?.disconnect().catch(() => {});
     for (const task of this.#tasks.values()) await task.close();
     this.#tasks.clear();
   }
