@@ -28,7 +28,15 @@ export async function follow(client: KafkaClient, options: FollowOptions): Promi
   await admin.connect();
   const ends = await endOffsets(admin, options.topic);
   const behind = new Set([...ends].filter(([p, end]) => end > 0 && (options.partitions?.has(p) ?? true)).map(([p]) => p));
-  const consumer: Consumer = client.consumer({ groupId, maxWaitTimeInMs: 100, sessionTimeout: 30_000, retry: { retries: 10 } });
+  // Large fetches: a restore reads whole partitions, and each batch is one write to the local store.
+  const consumer: Consumer = client.consumer({
+    groupId,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition: 8 * 1024 * 1024,
+    maxBytes: 32 * 1024 * 1024,
+    sessionTimeout: 30_000,
+    retry: { retries: 10 },
+  });
   let markCaughtUp!: () => void;
   let failCaughtUp!: (error: Error) => void;
   const caughtUp = new Promise<void>((resolve, reject) => {

@@ -93,6 +93,8 @@ export class Materializer {
       await this.#restore(partition, heartbeat);
       task = this.#tasks.get(partition);
       if (task === undefined) return;
+      // Nothing of the partition was ever counted: start where the log starts (retention may have cut it).
+      if (!task.counting) task.next = first;
       if (first > task.next) {
         // The group's offset is ahead of what the counts say is counted: go back, lose nothing.
         log('warn', 'the group offset is ahead of the counts; counting again from the counts offset', { partition, groupOffset: first, next: task.next });

@@ -29,6 +29,8 @@ export class PartitionTask {
   readonly partition: number;
   /** The events of the partition below this offset are counted in `store`. */
   next = 0;
+  /** False until a `svc/next-offset` record is restored or committed: nothing of the partition was counted yet. */
+  counting = false;
   readonly keys = new Map<string, number>();
   readonly #store: LmdbStore;
   readonly #producer: Producer;
@@ -74,7 +76,10 @@ export class PartitionTask {
     for (const message of messages) {
       const record = decodeCountsRecord(message.key, message.value);
       if (record.kind === 'domain') totals.set(record.domain, record.counts);
-      else if (record.kind === 'next-offset') this.next = record.next;
+      else if (record.kind === 'next-offset') {
+        this.next = record.next;
+        this.counting = true;
+      }
       else if (record.kind === 'key' && record.expiresAt > now) this.keys.set(record.key, record.expiresAt);
     }
     if (totals.size === 0) return;
@@ -119,6 +124,7 @@ export class PartitionTask {
     await this.#store.applyBatch(commit.deltas);
     for (const [key, expiresAt] of commit.keys) this.keys.set(key, expiresAt);
     this.next = commit.next;
+    this.counting = true;
   }
 
   async close(): Promise<void> {

@@ -38,8 +38,10 @@ export class KafkaSink implements CounterStore {
   readonly #client: KafkaClient;
   readonly #admin: Admin;
   readonly #replays: ReplayLog;
-  #producer: Producer | undefined;
-  #ready: Promise<{ producer: Producer; partitions: number }> | undefined;
+  /** Idempotent producers not sending now: one per batch in flight, so batches overlap (--max-in-flight). */
+  readonly #idle: Producer[] = [];
+  readonly #producers = new Set<Producer>();
+  #partitions: Promise<number> | undefined;
 
   constructor(location: KafkaLocation, options: KafkaSinkOptions) {
     this.#location = location;
@@ -49,59 +51,66 @@ export class KafkaSink implements CounterStore {
     this.#replays = new ReplayLog(this.#client, location);
   }
 
-  /**
-   * Connects a producer and learns the partition count; a failure is tried again at the next
-   * batch. The producer's retries are bounded so that a request fails (503) rather than hangs
-   * while Kafka is away; a producer whose send failed is replaced (a new producer id), so that
-   * its sequence numbers never need to agree with what the broker kept.
-   */
-  #connect(): Promise<{ producer: Producer; partitions: number }> {
-    this.#ready ??= (async () => {
-      const producer = this.#client.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        retry: { retries: 8, maxRetryTime: this.#options.timeoutMs, initialRetryTime: 100 },
-      });
-      this.#producer = producer;
-      await producer.connect();
+  /** Learns the partition count of PREFIX.events, once; a failure is tried again at the next batch. */
+  #connect(): Promise<number> {
+    this.#partitions ??= (async () => {
       await this.#admin.connect();
       const partitions = await partitionCount(this.#admin, this.#location.eventsTopic);
       if (partitions === undefined) {
         throw new StoreUnavailableError(`topic ${this.#location.eventsTopic} does not exist: run svc setup --store ${this.#options.url} --partitions N`);
       }
-      return { producer, partitions };
+      return partitions;
     })().catch((error) => {
-      void this.#producer?.disconnect().catch(() => {});
-      this.#ready = undefined;
-      throw error;
+      this.#partitions = undefined;
+      throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
     });
-    return this.#ready;
+    return this.#partitions;
+  }
+
+  /**
+   * A connected producer for one batch. Its retries are bounded so that a request fails (503)
+   * rather than hangs while Kafka is away; a producer whose send failed is dropped (the next has
+   * a new producer id), so that its sequence numbers never need to agree with what the broker kept.
+   */
+  async #take(): Promise<Producer> {
+    const idle = this.#idle.pop();
+    if (idle) return idle;
+    const producer = this.#client.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      retry: { retries: 8, maxRetryTime: this.#options.timeoutMs, initialRetryTime: 100 },
+    });
+    this.#producers.add(producer);
+    try {
+      await producer.connect();
+    } catch (error) {
+      this.#drop(producer);
+      throw new StoreUnavailableError('Kafka unreachable', { cause: error });
+    }
+    return producer;
+  }
+
+  #drop(producer: Producer): void {
+    this.#producers.delete(producer);
+    void producer.disconnect().catch(() => {});
   }
 
   async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
-    if (checkpoint) {
-      const { partitions } = await this.#connect().catch((error) => {
-        throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
-      });
-      return this.#replays.apply(deltas, checkpoint, partitions);
-    }
-    const { producer, partitions } = await this.#connect().catch((error) => {
-      throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
-    });
+    const partitions = await this.#connect();
+    if (checkpoint) return this.#replays.apply(deltas, checkpoint, partitions);
     // With keyedBatchesAlone a keyed batch is one request: its key travels in each of its records.
     if (keys.length > 1) throw new Error('a keyed batch must hold one request');
     const key = keys.length === 1 ? { key: keys[0]!.key, expiresAt: keys[0]!.expiresAt } : undefined;
     const rounds = eventsRecords(deltas, partitions, key);
+    const producer = await this.#take();
     try {
       for (const messages of rounds) await producer.send({ topic: this.#location.eventsTopic, acks: -1, messages });
     } catch (error) {
-      if (this.#producer === producer) {
-        this.#ready = undefined;
-        void producer.disconnect().catch(() => {});
-      }
+      this.#drop(producer);
       // Some records may be in Kafka: the batch fails (503) but may be counted all the same.
       throw new InDoubtError('Kafka did not acknowledge the batch', { cause: error });
     }
+    this.#idle.push(producer);
   }
 
   /** Keys are checked where the counts are made (the materializer): here every key is new. */
@@ -136,12 +145,14 @@ export class KafkaSink implements CounterStore {
   async ping(): Promise<void> {
     try {
       await this.#connect();
+      // A round trip: a probe must see Kafka, not what this process remembers of it.
+      await this.#admin.fetchTopicMetadata({ topics: [this.#location.eventsTopic] });
     } catch (error) {
       throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
     }
   }
 
   async close(): Promise<void> {
-    await Promise.allSettled([this.#producer?.disconnect(), this.#admin.disconnect(), this.#replays.close()]);
+    await Promise.allSettled([...[...this.#producers].map((p) => p.disconnect()), this.#admin.disconnect(), this.#replays.close()]);
   }
 }
