@@ -99,7 +99,7 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
 
     const ingest = await startDaemon('serve-http', ['--store', store]);
     daemons.push(ingest);
-    const materializer = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '3s']);
+    const materializer = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '3s', '--metrics-port', '0']);
     daemons.push(materializer);
     const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
     daemons.push(reader);
@@ -116,6 +116,11 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     const counted = await until(() => readCounts(reader.url, expected.keys()), (c) => same(c, expected), 20_000);
     expect(counted).toEqual(expected);
     expect((await getJson(`${reader.url}/readyz`)).status).toBe(200);
+    // Its metrics: every event counted once, the two repeats of the keyed request dropped.
+    const metricsUrl = JSON.parse(materializer.output().split('\n').find((line) => line.includes('"msg":"materializing"'))!).metrics;
+    const metrics = await (await fetch(metricsUrl)).text();
+    expect(metrics).toContain('svc_materialize_events_total{stage="count"} 602');
+    expect(metrics).toMatch(/svc_materialize_records_total\{stage="count",outcome="duplicate"\} [24]\n/);
 
     const read = await getJson(`${ingest.url}/domains/d1.example.com`);
     expect(read.status).toBe(501);

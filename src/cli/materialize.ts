@@ -5,7 +5,9 @@ import { announce, log, setLogLevel, type LogLevel } from '../log.js';
 import { parseFieldPath, parseMatchers, type EventMapping } from '../materialize/event-mapping.js';
 import { Materializer } from '../materialize/materializer.js';
 import { SourceForwarder } from '../materialize/source-forwarder.js';
-import { logLevelOption, option, parseDuration, stateOption } from './options.js';
+import { createServer } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { hostOption, logLevelOption, option, parseDuration, parsePort, stateOption } from './options.js';
 
 const MAPPING_OPTIONS = ['domainField', 'recipientField', 'typeField', 'delivered', 'bounced', 'deadLetter'] as const;
 
@@ -33,6 +35,8 @@ export function materializeCommand(): Command {
     .addOption(option('--delivered <names>', 'with --source: event names counted as delivered, comma-separated; name[field=value] adds a condition', 'SVC_DELIVERED').default('delivered'))
     .addOption(option('--bounced <names>', 'with --source: event names counted as bounced, e.g. bounced,failed[severity=permanent]', 'SVC_BOUNCED').default('bounced'))
     .addOption(option('--dead-letter <topic>', 'with --source: copy records that do not parse or map to this topic', 'SVC_DEAD_LETTER'))
+    .addOption(option('--metrics-port <n>', 'serve GET /metrics (Prometheus) on this HTTP port; 0 picks a free one', 'SVC_METRICS_PORT').argParser(parsePort))
+    .addOption(hostOption())
     .addOption(logLevelOption())
     .action(async (options, cmd: Command) => {
       if (!options.store || !isKafkaUrl(options.store)) throw new ValidationError('svc materialize needs --store kafka://HOST:PORT[,HOST:PORT…]/PREFIX');
@@ -50,13 +54,17 @@ export function materializeCommand(): Command {
       setLogLevel(options.logLevel as LogLevel);
       const timeouts = { sessionTimeoutMs: options.sessionTimeout, transactionTimeoutMs: options.transactionTimeout };
       const parts: Part[] = [];
-      if (options.source) {
-        const forwarder = new SourceForwarder({ location, source: options.source, mapping, deadLetterTopic: options.deadLetter, ...timeouts });
-        parts.push({ name: 'forwarded', start: () => forwarder.start(), stop: () => forwarder.stop(), stats: () => forwarder.stats });
-      }
+      const forwarder = options.source
+        ? new SourceForwarder({ location, source: options.source, mapping, deadLetterTopic: options.deadLetter, ...timeouts })
+        : undefined;
+      if (forwarder) parts.push({ name: 'forwarded', start: () => forwarder.start(), stop: () => forwarder.stop(), stats: () => forwarder.stats });
       const materializer = new Materializer({ location, state: options.state, ...timeouts });
       parts.push({ name: 'counted', start: () => materializer.start(), stop: () => materializer.stop(), stats: () => materializer.stats });
-      await run(parts, { store: options.store, state: options.state, source: options.source });
+      const metrics =
+        options.metricsPort === undefined
+          ? undefined
+          : await serveMetrics(options.host, options.metricsPort, { counted: () => materializer.stats, forwarded: forwarder && (() => forwarder.stats) });
+      await run(parts, { store: options.store, state: options.state, source: options.source, metrics });
     });
 }
 
@@ -93,4 +101,23 @@ async function run(parts: Part[], where: Record<string, unknown>): Promise<void>
   };
   process.on('SIGTERM', () => void stop('SIGTERM'));
   process.on('SIGINT', () => void stop('SIGINT'));
+}
+
+/** GET /metrics on --metrics-port; resolves with its URL. prom-client is loaded only then. */
+async function serveMetrics(host: string, port: number, stats: import('../metrics/materialize-metrics.js').MaterializeStatsSource): Promise<string> {
+  const { Registry, collectDefaultMetrics } = await import('prom-client');
+  const { materializeMetrics } = await import('../metrics/materialize-metrics.js');
+  const registry = new Registry();
+  collectDefaultMetrics({ register: registry });
+  materializeMetrics(registry, stats);
+  const server = createServer((req, res) => {
+    if (req.url !== '/metrics') {
+      res.writeHead(404, { 'content-type': 'application/json' }).end('{"error":"not found"}');
+      return;
+    }
+    void registry.metrics().then((text) => res.writeHead(200, { 'content-type': registry.contentType }).end(text));
+  });
+  server.unref();
+  await new Promise<void>((resolve, reject) => server.once('error', reject).listen(port, host, resolve));
+  return `http://${host}:${(server.address() as AddressInfo).port}/metrics`;
 }
