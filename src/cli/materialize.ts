@@ -52,7 +52,12 @@ export function materializeCommand(): Command {
         bounced: parseMatchers(options.bounced),
       };
       setLogLevel(options.logLevel as LogLevel);
-      const timeouts = { sessionTimeoutMs: options.sessionTimeout, transactionTimeoutMs: options.transactionTimeout };
+      // A consumer kafkajs gave up on counts nothing more: exit non-zero so that a supervisor restarts the member.
+      const onFatal = (error: Error) => {
+        log('error', 'the consumer stopped; exiting', { error: String(error) });
+        process.exit(1);
+      };
+      const timeouts = { sessionTimeoutMs: options.sessionTimeout, transactionTimeoutMs: options.transactionTimeout, onFatal };
       const parts: Part[] = [];
       const forwarder = options.source
         ? new SourceForwarder({ location, source: options.source, mapping, deadLetterTopic: options.deadLetter, ...timeouts })

@@ -9,6 +9,8 @@ export interface FollowOptions {
   groupPrefix: string;
   /** Handles one batch of a partition's records, in order; the next batch waits for it. */
   onBatch(partition: number, messages: KafkaMessage[]): Promise<void>;
+  /** The consumer stopped for good (an error kafkajs does not retry). */
+  onFatal?(error: Error): void;
 }
 
 export interface Follower {
@@ -52,7 +54,9 @@ export async function follow(client: KafkaClient, options: FollowOptions): Promi
   // Fired for every batch, also those that hold only transaction markers (which never reach eachBatch).
   consumer.on(consumer.events.END_BATCH_PROCESS, ({ payload }) => progressed(payload.partition, Number(payload.lastOffset)));
   consumer.on(consumer.events.CRASH, ({ payload }) => {
-    if (!payload.restart) failCaughtUp(payload.error);
+    if (payload.restart) return;
+    failCaughtUp(payload.error);
+    options.onFatal?.(payload.error);
   });
   await consumer.connect();
   await consumer.subscribe({ topic: options.topic, fromBeginning: true });

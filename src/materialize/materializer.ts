@@ -13,6 +13,8 @@ export interface MaterializerOptions {
   state: string;
   sessionTimeoutMs: number;
   transactionTimeoutMs: number;
+  /** The consumer stopped for good (an error kafkajs does not retry): the process should exit, and be restarted. */
+  onFatal?: (error: Error) => void;
 }
 
 export interface MaterializerStats {
@@ -65,7 +67,10 @@ export class Materializer {
 
   async start(): Promise<void> {
     mkdirSync(this.#options.state, { recursive: true });
-    const { GROUP_JOIN } = this.#consumer.events;
+    const { GROUP_JOIN, CRASH } = this.#consumer.events;
+    this.#consumer.on(CRASH, ({ payload }) => {
+      if (!payload.restart) this.#options.onFatal?.(payload.error);
+    });
     this.#consumer.on(GROUP_JOIN, ({ payload }) => {
       this.#assigned = new Set(payload.memberAssignment[this.#source] ?? []);
       this.stats.partitions = [...this.#assigned].sort((a, b) => a - b);

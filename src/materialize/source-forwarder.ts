@@ -14,6 +14,8 @@ export interface ForwarderOptions {
   deadLetterTopic?: string;
   sessionTimeoutMs: number;
   transactionTimeoutMs: number;
+  /** The consumer stopped for good (an error kafkajs does not retry): the process should exit, and be restarted. */
+  onFatal?: (error: Error) => void;
 }
 
 export interface ForwarderStats {
@@ -67,6 +69,9 @@ export class SourceForwarder {
     if (partitions === undefined) throw new Error(`topic ${this.#options.location.eventsTopic} does not exist: run svc setup first`);
     if ((await partitionCount(this.#admin, this.#options.source)) === undefined) throw new Error(`source topic ${this.#options.source} does not exist`);
     this.#partitions = partitions;
+    this.#consumer.on(this.#consumer.events.CRASH, ({ payload }) => {
+      if (!payload.restart) this.#options.onFatal?.(payload.error);
+    });
     this.#consumer.on(this.#consumer.events.GROUP_JOIN, ({ payload }) => {
       const assigned = new Set(payload.memberAssignment[this.#options.source] ?? []);
       for (const [partition, entry] of this.#producers) {

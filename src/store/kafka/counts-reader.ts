@@ -46,6 +46,15 @@ export class KafkaCountsReader implements CounterStore {
       topic: this.#location.countsTopic,
       groupPrefix: `${this.#location.prefix}.read`,
       onBatch: (_partition, messages) => this.#apply(messages),
+      // Read again from the start: the records are totals, so reading them twice changes nothing.
+      onFatal: (error) => {
+        log('error', 'following the counts topic stopped; following it again from the start', { error: String(error) });
+        const stopped = this.#follower;
+        this.#follower = undefined;
+        void stopped?.stop().finally(() => {
+          if (!this.#closed) this.#retry = setTimeout(() => this.#start(), 1000);
+        });
+      },
     }).then(
       (follower) => {
         if (this.#closed) return void follower.stop();
@@ -55,7 +64,7 @@ export class KafkaCountsReader implements CounterStore {
             this.#caughtUp = true;
             log('info', 'caught up with the counts topic', { topic: this.#location.countsTopic });
           },
-          (error) => log('error', 'following the counts topic failed', { error: String(error) }),
+          () => {},
         );
       },
       (error) => {
@@ -65,7 +74,7 @@ export class KafkaCountsReader implements CounterStore {
     );
   }
 
-  /** Totals replace totals: the embedded store adds, so it is given the difference. */
+  /** Totals replace totals: the embedded store adds, so it is given the difference (never negative). */
   async #apply(messages: KafkaMessage[]): Promise<void> {
     const latest = new Map<string, DomainCounts>();
     for (const message of messages) {
@@ -83,9 +92,11 @@ export class KafkaCountsReader implements CounterStore {
     const deltas = new Map<string, DomainCounts>();
     for (const [domain, counts] of latest) {
       const before = stored.get(domain) ?? { delivered: 0, bounced: 0 };
-      deltas.set(domain, { delivered: counts.delivered - before.delivered, bounced: counts.bounced - before.bounced });
+      // Counts only grow: a total below the one held is an older record read again (a restarted follower).
+      const delta = { delivered: Math.max(0, counts.delivered - before.delivered), bounced: Math.max(0, counts.bounced - before.bounced) };
+      if (delta.delivered > 0 || delta.bounced > 0) deltas.set(domain, delta);
     }
-    await this.#local.applyBatch(deltas as Deltas);
+    if (deltas.size > 0) await this.#local.applyBatch(deltas as Deltas);
   }
 
   get(domain: string): Promise<DomainCounts | undefined> {
