@@ -60,8 +60,10 @@ export class Materializer {
       rebalanceTimeout: Math.max(options.sessionTimeoutMs, 10_000),
       readUncommitted: false,
       maxWaitTimeInMs: 100,
-      // Bounds one transaction: a batch's totals are a few times its bytes.
-      maxBytesPerPartition: 256 * 1024,
+      // One batch is one transaction, whose round trips (AddPartitions, AddOffsets, TxnOffsetCommit,
+      // EndTxn) are paid per batch: large batches pay them less often. Its totals are sent 1,000
+      // records at a time, so no request nears the broker's 1 MB limit.
+      maxBytesPerPartition: 1024 * 1024,
     });
   }
 

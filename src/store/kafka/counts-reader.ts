@@ -29,7 +29,8 @@ export class KafkaCountsReader implements CounterStore {
   static async open(location: KafkaLocation, state: string): Promise<KafkaCountsReader> {
     const directory = join(state, 'counts');
     rmSync(directory, { recursive: true, force: true });
-    const reader = new KafkaCountsReader(location, await LmdbStore.open(directory, { use: 'bulk' }));
+    // Large transactions: a restore writes every domain once, and LMDB's cost is per transaction.
+    const reader = new KafkaCountsReader(location, await LmdbStore.open(directory, { use: 'bulk', domainsPerTransaction: 200_000 }));
     reader.#start();
     return reader;
   }
