@@ -257,6 +257,46 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     await admin.disconnect();
   }, 60_000);
 
+  it('an Idempotency-Key is forgotten after its window: a later repeat counts again, and the key is deleted from the counts topic', async () => {
+    const store = broker.storeUrl('window');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '1'])).code).toBe(0);
+    const ingest = await startDaemon('serve-http', ['--store', store, '--idempotency-window', '1500ms']);
+    const first = await startMaterializer(SVC_BIN, store, dir());
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(ingest, first, reader);
+    const put = (key: string) => fetch(`${ingest.url}/events/window.example.com/delivered`, { method: 'PUT', headers: { 'idempotency-key': key } });
+    const delivered = () => getJson(`${reader.url}/domains/window.example.com`).then((r) => r.body.delivered as number);
+    expect((await put('k')).status).toBe(204);
+    expect((await put('k')).status).toBe(204);
+    expect(await until(delivered, (n) => n === 1, 10_000)).toBe(1);
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    expect((await put('k')).status).toBe(204);
+    expect(await until(delivered, (n) => n === 2, 10_000)).toBe(2);
+    // A member that restores the partition finds the key expired and deletes it with its next commit.
+    await first.stop('SIGKILL');
+    await new Promise((resolve) => setTimeout(resolve, 1600));
+    const second = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '2s']);
+    daemons.push(second);
+    expect((await fetch(`${ingest.url}/events/other.example.com/delivered`, { method: 'PUT' })).status).toBe(204);
+    const kafka = new Kafka({ brokers: broker.brokers.split(','), logLevel: logLevel.NOTHING });
+    const consumer = kafka.consumer({ groupId: 'window-check', maxWaitTimeInMs: 100 });
+    await consumer.connect();
+    await consumer.subscribe({ topic: 'window.counts', fromBeginning: true });
+    const tombstone = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 20_000);
+      void consumer.run({
+        eachMessage: async ({ message }) => {
+          if (message.key?.toString() === 'svc/key/k' && message.value === null) {
+            clearTimeout(timer);
+            resolve(true);
+          }
+        },
+      });
+    });
+    await consumer.disconnect();
+    expect(tombstone).toBe(true);
+  }, 60_000);
+
   it('a serve-read started later restores every count from the compacted topic before it is ready', async () => {
     const store = broker.storeUrl('one');
     const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);

@@ -36,6 +36,9 @@ export class PartitionTask {
   /** False until a `svc/next-offset` record is restored or committed: nothing of the partition was counted yet. */
   counting = false;
   readonly keys = new Map<string, number>();
+  /** Keys past their window, still in PREFIX.counts: the next commit deletes them (tombstones) for compaction to drop. */
+  readonly #expired = new Set<string>();
+  #lastSweep = 0;
   readonly #store: LmdbStore;
   readonly #producer: Producer;
   #pending: Transaction | undefined;
@@ -84,7 +87,18 @@ export class PartitionTask {
         this.next = record.next;
         this.counting = true;
       }
-      else if (record.kind === 'key' && record.expiresAt > now) this.keys.set(record.key, record.expiresAt);
+      else if (record.kind === 'key') {
+        if (record.expiresAt > now) {
+          this.keys.set(record.key, record.expiresAt);
+          this.#expired.delete(record.key);
+        } else {
+          this.keys.delete(record.key);
+          this.#expired.add(record.key);
+        }
+      } else if (record.kind === 'deleted' && record.key.startsWith(IDEMPOTENCY_KEY_PREFIX)) {
+        this.keys.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
+        this.#expired.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
+      }
     }
     if (totals.size === 0) return;
     const stored = await this.#store.getMany([...totals.keys()]);
@@ -103,7 +117,7 @@ export class PartitionTask {
    */
   async commit(commit: PartitionCommit, topics: { counts: string; events: string }, groupId: string): Promise<void> {
     const stored = await this.#store.getMany([...commit.deltas.keys()]);
-    const messages: Array<{ key: string; value: Buffer; partition: number }> = [];
+    const messages: Array<{ key: string; value: Buffer | null; partition: number }> = [];
     for (const [domain, delta] of commit.deltas) {
       const before = stored.get(domain) ?? { delivered: 0, bounced: 0 };
       const after = { delivered: before.delivered + delta.delivered, bounced: before.bounced + delta.bounced };
@@ -112,6 +126,8 @@ export class PartitionTask {
     for (const [key, expiresAt] of commit.keys) {
       messages.push({ key: IDEMPOTENCY_KEY_PREFIX + key, value: Buffer.from(JSON.stringify({ expiresAt })), partition: this.partition });
     }
+    const expired = this.#sweep();
+    for (const key of expired) messages.push({ key: IDEMPOTENCY_KEY_PREFIX + key, value: null, partition: this.partition });
     messages.push({ key: NEXT_OFFSET_KEY, value: Buffer.from(JSON.stringify({ next: commit.next })), partition: this.partition });
     const txn = this.#pending ?? (await this.#producer.transaction());
     this.#pending = undefined;
@@ -127,8 +143,28 @@ export class PartitionTask {
     }
     await this.#store.applyBatch(commit.deltas);
     for (const [key, expiresAt] of commit.keys) this.keys.set(key, expiresAt);
+    for (const key of expired) this.#expired.delete(key);
     this.next = commit.next;
     this.counting = true;
+  }
+
+  /** Keys whose window has passed (looked for at most once a minute), to delete with the next commit. */
+  #sweep(now = Date.now()): string[] {
+    if (now - this.#lastSweep >= 60_000) {
+      this.#lastSweep = now;
+      for (const [key, expiresAt] of this.keys) {
+        if (expiresAt > now) continue;
+        this.keys.delete(key);
+        this.#expired.add(key);
+      }
+    }
+    // A bounded number per commit: a restore may find millions.
+    const batch: string[] = [];
+    for (const key of this.#expired) {
+      if (batch.length === RECORDS_PER_SEND) break;
+      batch.push(key);
+    }
+    return batch;
   }
 
   async close(): Promise<void> {
