@@ -261,7 +261,7 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     const store = broker.storeUrl('window');
     expect((await runSvc(['setup', '--store', store, '--partitions', '1'])).code).toBe(0);
     const ingest = await startDaemon('serve-http', ['--store', store, '--idempotency-window', '1500ms']);
-    const first = await startMaterializer(SVC_BIN, store, dir());
+    const first = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '2s']);
     const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
     daemons.push(ingest, first, reader);
     const put = (key: string) => fetch(`${ingest.url}/events/window.example.com/delivered`, { method: 'PUT', headers: { 'idempotency-key': key } });
