@@ -5,6 +5,7 @@ import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { partitionOf } from '../src/kafka/partitioner.js';
 import { getJson, makeEvents, putEvents, tally, type Tally } from './helpers/http.js';
+import { freePort } from './helpers/ferretdb.js';
 import { startKafkaBroker, startMaterializer, type KafkaBroker, type Materializer } from './helpers/kafka.js';
 import { runSvc, startDaemon, SVC_BIN, tempDir, type Daemon } from './helpers/svc.js';
 import { grpcClients } from '../src/client/grpc-clients.js';
@@ -52,6 +53,21 @@ describe('kafka:// store URLs', () => {
     const result = await runSvc(['status', '--store', 'kafka://127.0.0.1:9/p', 'example.com']);
     expect(result.code).toBe(2);
     expect(result.stderr).toMatch(/svc serve-read --store kafka:\/\/127\.0\.0\.1:9\/p --state DIR.*svc status --url/);
+  });
+
+  it('serve-http with Kafka unreachable answers 503 within --store-timeout, and /readyz 503', async () => {
+    const port = await freePort();
+    const ingest = await startDaemon('serve-http', ['--store', `kafka://127.0.0.1:${port}/down`, '--store-timeout', '1s']);
+    try {
+      const started = Date.now();
+      const res = await fetch(`${ingest.url}/events/a.example.com/delivered`, { method: 'PUT' });
+      expect(res.status).toBe(503);
+      expect(res.headers.get('retry-after')).toBe('1');
+      expect(Date.now() - started).toBeLessThan(5_000);
+      expect((await getJson(`${ingest.url}/readyz`)).status).toBe(503);
+    } finally {
+      await ingest.stop();
+    }
   });
 
   it('places a domain in the partition of Kafka\'s default partitioner keyed by the domain', () => {

@@ -76,7 +76,7 @@ export function addStoreOptions(command: Command, use: { writes?: boolean; reads
     )
     .addOption(option('--collection <name>', 'MongoDB collection', 'SVC_COLLECTION').default(DEFAULTS.collection))
     .addOption(
-      option('--store-timeout <duration>', 'MongoDB: fail an operation that finds no reachable server within this time', 'SVC_STORE_TIMEOUT')
+      option('--store-timeout <duration>', 'MongoDB, Kafka: fail an operation that finds no reachable server within this time', 'SVC_STORE_TIMEOUT')
         .default(DEFAULTS.storeTimeoutMs, '5s')
         .argParser(duration),
     );

@@ -23,13 +23,18 @@ export interface KafkaClient {
   admin(): Admin;
 }
 
-export function createClient(brokers: string[], clientId: string): KafkaClient {
+/**
+ * A client of the brokers. `timeoutMs` bounds how long connecting retries (serve-http's
+ * --store-timeout: a request must fail in time rather than wait for kafkajs' default ~10 s).
+ */
+export function createClient(brokers: string[], clientId: string, timeoutMs?: number): KafkaClient {
   const { Kafka, Partitioners, logLevel } = load();
   const levels: Record<number, 'error' | 'warn' | 'debug'> = { [logLevel.ERROR]: 'error', [logLevel.WARN]: 'warn' };
   const kafka = new Kafka({
     clientId,
     brokers,
-    connectionTimeout: 3_000,
+    connectionTimeout: Math.min(3_000, timeoutMs ?? 3_000),
+    ...(timeoutMs === undefined ? {} : { retry: { retries: 3, initialRetryTime: 100, maxRetryTime: timeoutMs } }),
     logLevel: logLevel.WARN,
     // kafkajs' own lines go through our log, one JSON object each, like every other line.
     logCreator: () => ({ level, log: entry }) => {

@@ -46,7 +46,7 @@ export class KafkaSink implements CounterStore {
   constructor(location: KafkaLocation, options: KafkaSinkOptions) {
     this.#location = location;
     this.#options = options;
-    this.#client = createClient(location.brokers, 'svc-ingest');
+    this.#client = createClient(location.brokers, 'svc-ingest', options.timeoutMs);
     this.#admin = this.#client.admin();
     this.#replays = new ReplayLog(this.#client, location);
   }
@@ -96,21 +96,37 @@ export class KafkaSink implements CounterStore {
   }
 
   async applyBatch(deltas: Deltas, { checkpoint, keys = [] }: BatchExtras = {}): Promise<void> {
-    const partitions = await this.#connect();
+    const partitions = await this.#deadline(this.#connect(), () => new StoreUnavailableError('Kafka unreachable'));
     if (checkpoint) return this.#replays.apply(deltas, checkpoint, partitions);
     // With keyedBatchesAlone a keyed batch is one request: its key travels in each of its records.
     if (keys.length > 1) throw new Error('a keyed batch must hold one request');
     const key = keys.length === 1 ? { key: keys[0]!.key, expiresAt: keys[0]!.expiresAt } : undefined;
     const rounds = eventsRecords(deltas, partitions, key);
-    const producer = await this.#take();
+    const producer = await this.#deadline(this.#take(), () => new StoreUnavailableError('Kafka unreachable'));
     try {
-      for (const messages of rounds) await producer.send({ topic: this.#location.eventsTopic, acks: -1, messages });
+      const send = async () => {
+        for (const messages of rounds) await producer.send({ topic: this.#location.eventsTopic, acks: -1, messages });
+      };
+      await this.#deadline(send(), () => new InDoubtError(`Kafka did not acknowledge the batch within ${this.#options.timeoutMs} ms`));
     } catch (error) {
       this.#drop(producer);
       // Some records may be in Kafka: the batch fails (503) but may be counted all the same.
       throw new InDoubtError('Kafka did not acknowledge the batch', { cause: error });
     }
     this.#idle.push(producer);
+  }
+
+  /**
+   * `work`, or `error()` once --store-timeout has passed (work that completes later is not waited
+   * for: a send that lands after it was answered 503 is the in-doubt case).
+   */
+  #deadline<T>(work: Promise<T>, error: () => Error): Promise<T> {
+    let timer: NodeJS.Timeout | undefined;
+    const expired = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(error()), this.#options.timeoutMs);
+    });
+    work.catch(() => {});
+    return Promise.race([work, expired]).finally(() => clearTimeout(timer));
   }
 
   /** Keys are checked where the counts are made (the materializer): here every key is new. */
@@ -144,9 +160,12 @@ export class KafkaSink implements CounterStore {
 
   async ping(): Promise<void> {
     try {
-      await this.#connect();
-      // A round trip: a probe must see Kafka, not what this process remembers of it.
-      await this.#admin.fetchTopicMetadata({ topics: [this.#location.eventsTopic] });
+      const probe = async () => {
+        await this.#connect();
+        // A round trip: a probe must see Kafka, not what this process remembers of it.
+        await this.#admin.fetchTopicMetadata({ topics: [this.#location.eventsTopic] });
+      };
+      await this.#deadline(probe(), () => new StoreUnavailableError('Kafka unreachable'));
     } catch (error) {
       throw error instanceof SvcError ? error : new StoreUnavailableError('Kafka unreachable', { cause: error });
     }
