@@ -143,6 +143,12 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     expect(read.body.error).toContain(`svc serve-read --store ${store} --state DIR`);
   });
 
+  it('svc materialize on a prefix nobody set up exits 1 naming svc setup', async () => {
+    const result = await runSvc(['materialize', '--store', broker.storeUrl('nothing'), '--state', dir()]);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toContain('topic nothing.events does not exist: run svc setup');
+  });
+
   it('serve-grpc produces to the same topics; its Status service names serve-read', async () => {
     const store = broker.storeUrl('one');
     const grpcd = await startDaemon('serve-grpc', ['--store', store]);

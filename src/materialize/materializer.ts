@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import type { DomainCounts } from '../core/status.js';
-import { createClient, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage } from '../kafka/client.js';
+import { createClient, partitionCount, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage } from '../kafka/client.js';
 import { follow } from '../kafka/follower.js';
 import { decodeEventsRecord, FORMAT_HEADER, type EventsRecord } from '../kafka/records.js';
 import type { KafkaLocation } from '../kafka/url.js';
@@ -68,6 +68,15 @@ export class Materializer {
   }
 
   async start(): Promise<void> {
+    const admin = this.#client.admin();
+    await admin.connect();
+    try {
+      for (const topic of [this.#source, this.#options.location.countsTopic]) {
+        if ((await partitionCount(admin, topic)) === undefined) throw new Error(`topic ${topic} does not exist: run svc setup --store … --partitions N first`);
+      }
+    } finally {
+      await admin.disconnect();
+    }
     mkdirSync(this.#options.state, { recursive: true });
     const { GROUP_JOIN, CRASH } = this.#consumer.events;
     this.#consumer.on(CRASH, ({ payload }) => {
