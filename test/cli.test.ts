@@ -158,7 +158,7 @@ describe('svc CLI', () => {
           const result = await runSvc(args);
           expect(result.code, args.join(' ')).toBe(2);
           expect(result.stderr).toContain(`no store handles ${url.split('://')[0]}://`);
-          expect(result.stderr).toContain('mongodb://, mongodb+srv:// or a directory');
+          expect(result.stderr).toContain('mongodb://, mongodb+srv://, kafka:// or a directory');
         }
         const bySetting = await runSvc(['status', 'a.example'], { env: { SVC_STORE: url } });
         expect(bySetting.code).toBe(2);

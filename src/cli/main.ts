@@ -2,6 +2,7 @@ import { Command, CommanderError } from 'commander';
 import { SvcError } from '../core/errors.js';
 import { ExitCode } from './exit.js';
 import { loadtestCommand } from './loadtest.js';
+import { materializeCommand } from './materialize.js';
 import { replayCommand } from './replay.js';
 import { serveHttpCommand } from './serve-http.js';
 import { serveReadCommand } from './serve-read.js';
@@ -17,7 +18,7 @@ export function buildProgram(): Command {
     .version(VERSION)
     .showHelpAfterError()
     .addHelpText('after', '\nEvery option can also be set by the SVC_* environment variable shown beside it.');
-  for (const command of [serveHttpCommand(), serveReadCommand(), serveGrpcCommand(), statusCommand(), replayCommand(), setupCommand(), loadtestCommand()]) {
+  for (const command of [serveHttpCommand(), serveReadCommand(), serveGrpcCommand(), statusCommand(), replayCommand(), setupCommand(), materializeCommand(), loadtestCommand()]) {
     program.addCommand(command);
   }
   // Usage errors exit 2 (commander's own default is 1, which we keep for store and I/O errors).

@@ -70,13 +70,13 @@ function writeConcern(value: string): W {
 export function addStoreOptions(command: Command, use: { writes?: boolean; reads?: boolean } = {}): Command {
   command
     .addOption(
-      option('--store <dir|uri>', 'embedded store directory, or a mongodb:// or mongodb+srv:// connection string', 'SVC_STORE')
+      option('--store <dir|uri>', 'embedded store directory, a mongodb:// or mongodb+srv:// connection string, or kafka://HOST:PORT[,HOST:PORT…]/PREFIX', 'SVC_STORE')
         .default(DEFAULTS.store)
         .argParser(storeLocation),
     )
     .addOption(option('--collection <name>', 'MongoDB collection', 'SVC_COLLECTION').default(DEFAULTS.collection))
     .addOption(
-      option('--store-timeout <duration>', 'MongoDB: fail an operation that finds no reachable server within this time', 'SVC_STORE_TIMEOUT')
+      option('--store-timeout <duration>', 'MongoDB, Kafka: fail an operation that finds no reachable server within this time', 'SVC_STORE_TIMEOUT')
         .default(DEFAULTS.storeTimeoutMs, '5s')
         .argParser(duration),
     );
@@ -134,6 +134,8 @@ export function storeOptionsFrom(options: Record<string, unknown>): StoreOptions
     writeConcern: options.writeConcern as W | undefined,
     fsync: Boolean(options.fsync),
     readPreference: options.readPreference as ReadPreferenceMode | undefined,
+    partitions: options.partitions as number | undefined,
+    state: options.state as string | undefined,
   };
 }
 export const thresholdOption = () =>
@@ -260,3 +262,6 @@ export function addWriterOptions(command: Command): Command {
   addJournalOptions(command);
   return command.addOption(thresholdOption());
 }
+
+/** Kafka: the directory of a process's local store (materialize, serve-read). */
+export const stateOption = (what: string) => option('--state <dir>', `kafka:// store: directory of ${what}`, 'SVC_STATE');

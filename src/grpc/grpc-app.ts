@@ -276,6 +276,8 @@ function toStatus(error: unknown): CallStatus {
   if (error instanceof OverloadedError) return statusError(grpc.status.RESOURCE_EXHAUSTED, error.message);
   if (error instanceof KeyInFlightError) return statusError(grpc.status.ABORTED, KEY_IN_FLIGHT);
   if (error instanceof KeyMismatchError) return statusError(grpc.status.FAILED_PRECONDITION, KEY_MISMATCH);
+  // Reads of a daemon that only writes (Kafka): the message names the daemon to ask.
+  if (error instanceof SvcError && error.code === 'SVC_READS_ELSEWHERE') return statusError(grpc.status.UNIMPLEMENTED, error.message);
   // A store failure or a stopping server: nothing of the batch was acknowledged, retry later.
   if (error instanceof SvcError) return statusError(grpc.status.UNAVAILABLE, error.message);
   return statusError(grpc.status.INTERNAL, 'internal error');
