@@ -283,7 +283,7 @@ describe('svc serve-grpc', () => {
     for (const args of [['--mode', 'stream', '--target', 'http://127.0.0.1:1'], ['--protocol', 'grpc', '--target', 'http://127.0.0.1:8082'], ['--protocol', 'smoke']]) {
       expect((await runSvc(['loadtest', ...args])).code, args.join(' ')).toBe(2);
     }
-  });
+  }, 90_000);
 
   it('serves /metrics on --metrics-port with the same metric names as serve-http', async () => {
     const url = logLines(daemon).find((line) => line.msg === 'listening')!.metrics as string;
