@@ -7,7 +7,7 @@
 //
 //   npm run bench                        # everything, about 40 minutes on 2 cores
 //   npm run bench -- --quick             # a smoke run: 1M domains, short runs, no replay/MongoDB rows
-//   npm run bench -- --domains 2000000 --rounds 2 --seconds 10 --skip replay,mongo,reads,redis --out /tmp/bench.json
+//   npm run bench -- --domains 2000000 --rounds 2 --seconds 10 --skip replay,mongo,reads,kafka,redis --out /tmp/bench.json
 //   npm run bench -- --table bench/results/bench-2026-12-01.json   # print a saved run's table again
 //   npm run bench -- --report bench.html # also draw every capacity search (latency against rate) in one HTML file
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -108,6 +108,10 @@ try {
   if (!skip.has('replay')) result.replay = await subBench('bench-replay.mjs', ['--events', quick ? 1_000_000 : 10_000_000, '--rounds', 1, '--mongo-events', 0]);
   if (!skip.has('mongo')) result.mongo = await subBench('bench-mongo.mjs', ['--events', 10_000, '--domains', 1_000]);
   if (!skip.has('grpc')) result.grpc = await subBench('bench-grpc.mjs', ['--seconds', quick ? 3 : 5]);
+  if (!skip.has('kafka')) {
+    const small = ['--seconds', 3, '--events', 200_000, '--domains', 200_000, '--restore-domains', 200_000, '--probes', 30];
+    result.kafka = await subBench('bench-kafka.mjs', quick ? small : []);
+  }
   if (!skip.has('redis')) result.redis = await subBench('bench-redis.mjs', ['--seconds', quick ? 5 : 10]);
 
   result.table = printTable(result);
@@ -252,6 +256,13 @@ function printTable(result) {
   }
   for (const l of result.grpc?.latencies ?? []) {
     others.push([`serve-grpc send → ack at ${n(l.rate)} one-event batches/s on one stream`, `P50 ${ms(l.p50Ms, 2)}, P95 ${ms(l.p95Ms, 2)}, P99 ${ms(l.p99Ms, 2)}`]);
+  }
+  const k = result.kafka;
+  if (k) {
+    others.push(['single-event PUT, serve-http on Kafka (kfake) vs on the embedded store', `${n(k.put.kafka.okRps)} against ${n(k.put.embedded.okRps)}: ${k.put.ratio.toFixed(2)}`]);
+    others.push(['svc materialize on one core; two on two cores', `${n(k.materialize.one.eventsPerSecond)} events/s; ${n(k.materialize.two.eventsPerSecond)}: ${k.materialize.ratio.toFixed(2)}`]);
+    others.push(['Kafka: ack → visible on serve-read', `P50 ${ms(k.lag.p50Ms)}, P99 ${ms(k.lag.p99Ms)} at ${n(k.lag.backgroundRps)} PUTs/s`]);
+    others.push([`Kafka: restore of ${n(k.restore.domains)} domains, materializer; serve-read`, `${n(k.restore.materializer.domainsPerSecond)} domains/s; ${n(k.restore.serveRead.domainsPerSecond)}`]);
   }
   if (result.redis) {
     const r = result.redis;

@@ -20,5 +20,6 @@ describe('the apply thread', () => {
     } finally {
       for (const dir of dirs) dir.remove();
     }
-  });
+    // 64 threads opening LMDB: seconds on a loaded machine.
+  }, 90_000);
 });

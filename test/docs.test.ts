@@ -60,7 +60,7 @@ describe('the documentation', () => {
   it('names every option that --help lists in the CLI page', async () => {
     const cli = text('docs/cli.md');
     const missing: string[] = [];
-    for (const command of ['serve-http', 'serve-read', 'serve-grpc', 'status', 'setup', 'replay', 'loadtest']) {
+    for (const command of ['serve-http', 'serve-read', 'serve-grpc', 'status', 'setup', 'materialize', 'replay', 'loadtest']) {
       const help = (await runSvc([command, '--help'])).stdout;
       for (const [option] of help.matchAll(/--[a-z][a-z0-9-]*/g)) {
         if (option !== '--help' && !cli.includes(`\`${option}`)) missing.push(`${command} ${option}`);

@@ -155,3 +155,30 @@ describe('CounterEngine', () => {
     expect(ack).toEqual({ settled: true, error: undefined });
   });
 });
+
+describe('CounterEngine with keyedAlone (stores that dedupe where the counts are made: Kafka)', () => {
+  it('gives each keyed request a batch of its own, and leaves the others batched together', async () => {
+    const batches: Array<{ domains: string[]; keys: string[] }> = [];
+    const store = {
+      applyBatch: async (deltas: ReadonlyMap<string, unknown>, extras?: { keys?: Array<{ key: string }> }) => {
+        batches.push({ domains: [...deltas.keys()].sort(), keys: (extras?.keys ?? []).map((k) => k.key) });
+      },
+    } as unknown as ConstructorParameters<typeof CounterEngine>[0];
+    const engine = new CounterEngine(store, { keyedAlone: true, maxInFlight: 4 });
+    const key = (name: string) => ({ key: name, fingerprint: 'f', claimedAt: 0, expiresAt: 1, status: 204, body: '' });
+    const acks = [
+      engine.add('a.com', 'delivered'),
+      engine.addAll([{ domain: 'k1.com', type: 'delivered' }, { domain: 'b.com', type: 'bounced' }], key('one')),
+      engine.add('c.com', 'delivered'),
+      engine.add('k2.com', 'bounced', key('two')),
+      engine.add('d.com', 'delivered'),
+    ];
+    await Promise.all(acks);
+    expect(batches.filter((b) => b.keys.length > 0)).toEqual([
+      { domains: ['b.com', 'k1.com'], keys: ['one'] },
+      { domains: ['k2.com'], keys: ['two'] },
+    ]);
+    const unkeyed = batches.filter((b) => b.keys.length === 0).flatMap((b) => b.domains).sort();
+    expect(unkeyed).toEqual(['a.com', 'c.com', 'd.com']);
+  });
+});

@@ -1,5 +1,6 @@
 import { afterAll, beforeAll, describe, expect, inject, it } from 'vitest';
 import { startFerretDb, type FerretDb } from './helpers/ferretdb.js';
+import { rawExchange } from './helpers/raw-http.js';
 import { dropDatabase, uniqueDatabaseUri } from './helpers/mongodb.js';
 import { hasRedis, startRedis } from './helpers/redis.js';
 import { startDaemon, storedCounts, tempDir } from './helpers/svc.js';
@@ -104,8 +105,16 @@ describe.each(stores)('Idempotency-Key on $name', ({ store: makeStore }) => {
         expect(answer.status).toBe(400);
         expect(JSON.parse(answer.body).error).toMatch(/Idempotency-Key/);
       }
+      // Two keys: Node would join them into the one key "a, b"; the raw headers tell.
+      const twoKeys = await rawExchange(
+        daemon.url,
+        'PUT /events/d.example/delivered HTTP/1.1\r\nHost: x\r\nIdempotency-Key: a\r\nidempotency-key: b\r\nConnection: close\r\n\r\n',
+      );
+      expect(twoKeys.status).toBe(400);
+      expect(JSON.parse(twoKeys.body).error).toBe('send one Idempotency-Key header, not several');
       expect(await daemon.stop()).toBe(0);
-      expect(Object.fromEntries(await storedCounts(store, ['a.example', 'b.example', 'c.example']))).toEqual({
+      expect(Object.fromEntries(await storedCounts(store, ['a.example', 'b.example', 'c.example', 'd.example']))).toEqual({
+        'd.example': { delivered: 0, bounced: 0 },
         'a.example': { delivered: 1, bounced: 0 },
         'b.example': { delivered: 0, bounced: 0 },
         'c.example': { delivered: 1, bounced: 0 },

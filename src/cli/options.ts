@@ -70,13 +70,13 @@ function writeConcern(value: string): W {
 export function addStoreOptions(command: Command, use: { writes?: boolean; reads?: boolean } = {}): Command {
   command
     .addOption(
-      option('--store <dir|uri>', 'embedded store directory, a mongodb:// or mongodb+srv:// connection string, or redis://HOST:PORT[/DB]', 'SVC_STORE')
+      option('--store <dir|uri>', 'embedded store directory, a mongodb:// or mongodb+srv:// connection string, kafka://HOST:PORT[,HOST:PORT…]/PREFIX, redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT[,HOST:PORT…]', 'SVC_STORE')
         .default(DEFAULTS.store)
         .argParser(storeLocation),
     )
     .addOption(option('--collection <name>', 'MongoDB collection', 'SVC_COLLECTION').default(DEFAULTS.collection))
     .addOption(
-      option('--store-timeout <duration>', 'MongoDB, Redis: fail an operation that finds no reachable server (or gets no answer) within this time', 'SVC_STORE_TIMEOUT')
+      option('--store-timeout <duration>', 'MongoDB, Kafka, Redis: fail an operation that finds no reachable server (Redis: or gets no answer) within this time', 'SVC_STORE_TIMEOUT')
         .default(DEFAULTS.storeTimeoutMs, '5s')
         .argParser(duration),
     );
@@ -140,6 +140,8 @@ export function storeOptionsFrom(options: Record<string, unknown>): StoreOptions
     redisWait: options.redisWait as number | undefined,
     fsync: Boolean(options.fsync),
     readPreference: options.readPreference as ReadPreferenceMode | undefined,
+    partitions: options.partitions as number | undefined,
+    state: options.state as string | undefined,
   };
 }
 export const thresholdOption = () =>
@@ -194,7 +196,7 @@ export function addDaemonOptions(command: Command, port: number): Command {
     .addOption(logLevelOption());
 }
 
-export function daemonOptionsFrom(name: string, options: Record<string, unknown>): DaemonOptions {
+export function daemonOptionsFrom(name: string, options: Record<string, unknown>, command: Command): DaemonOptions {
   return {
     name,
     host: options.host as string,
@@ -204,20 +206,22 @@ export function daemonOptionsFrom(name: string, options: Record<string, unknown>
     keepAliveTimeoutMs: options.keepAliveTimeout as number,
     shutdownTimeoutMs: options.shutdownTimeout as number,
     logLevel: options.logLevel as LogLevel,
-    settings: loggableSettings(options),
+    settings: loggableSettings(options, command),
   };
 }
 
 /**
- * Every option's effective value for the debug log: each token shown only as set or not, and the
- * password of a connection string (`mongodb://user:password@host`) masked.
+ * Every option's effective value for the debug log: each token shown only as set or unset, and
+ * the password of a connection string (`mongodb://user:password@host`) masked. Options the command
+ * declares but nobody set are absent from `options`, hence the command.
  */
-export function loggableSettings(options: Record<string, unknown>): Record<string, unknown> {
+export function loggableSettings(options: Record<string, unknown>, command: Command): Record<string, unknown> {
   const masked = (name: string, value: unknown) => {
     if (/token/i.test(name)) return value ? 'set' : 'unset';
     return typeof value === 'string' ? value.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@') : value;
   };
-  return Object.fromEntries(Object.entries(options).map(([name, value]) => [name, masked(name, value)]));
+  const names = new Set([...command.options.map((declared) => declared.attributeName()), ...Object.keys(options)]);
+  return Object.fromEntries([...names].map((name) => [name, masked(name, options[name])]));
 }
 
 /** How the counter engine batches and commits: serve-http and serve-grpc take the same options. */
@@ -264,3 +268,6 @@ export function addWriterOptions(command: Command): Command {
   addJournalOptions(command);
   return command.addOption(thresholdOption());
 }
+
+/** Kafka: the directory of a process's local store (materialize, serve-read). */
+export const stateOption = (what: string) => option('--state <dir>', `kafka:// store: directory of ${what}`, 'SVC_STATE');

@@ -44,7 +44,7 @@ export function serveGrpcCommand(): Command {
     .addOption(idempotencyWindowOption('idempotency_key'))
     .addOption(ingestTokenOption('require metadata authorization: Bearer <token> on Ingest'))
     .addOption(readTokenOption('require metadata authorization: Bearer <token> on Status'))
-    .action(async (options) => {
+    .action(async (options, command: Command) => {
       // gRPC and protobufjs are loaded only by this command: every other one starts faster without them.
       const { runGrpcDaemon } = await import('../grpc/grpc-daemon.js');
       await runGrpcDaemon(
@@ -55,7 +55,7 @@ export function serveGrpcCommand(): Command {
           metricsPort: options.metricsPort,
           shutdownTimeoutMs: options.shutdownTimeout,
           logLevel: options.logLevel as LogLevel,
-          settings: loggableSettings(options),
+          settings: loggableSettings(options, command),
         },
         {
           ...storeOptionsFrom(options),

@@ -39,8 +39,8 @@ export function serveHttpCommand(): Command {
     .addOption(idempotencyWindowOption('Idempotency-Key'))
     .addOption(ingestTokenOption())
     .addOption(readTokenOption())
-    .action(async (options) => {
-      await runDaemon(daemonOptionsFrom('serve-http', options), () =>
+    .action(async (options, command: Command) => {
+      await runDaemon(daemonOptionsFrom('serve-http', options, command), () =>
         createIngestApp({
           ...storeOptionsFrom(options),
           ...engineOptionsFrom(options),

@@ -12,7 +12,10 @@ import {
   storeOptionsFrom,
   maxReadLagOption,
   thresholdOption,
+  stateOption,
 } from './options.js';
+import { ValidationError } from '../core/errors.js';
+import { isKafkaUrl } from '../kafka/url.js';
 
 export function serveReadCommand(): Command {
   const command = new Command('serve-read').description(
@@ -29,8 +32,14 @@ export function serveReadCommand(): Command {
     )
     .addOption(maxReadLagOption())
     .addOption(readTokenOption())
-    .action(async (options) => {
-      await runDaemon(daemonOptionsFrom('serve-read', options), () =>
+    .addOption(stateOption('the local copy of PREFIX.counts (rebuilt at every start)'))
+    .action(async (options, command: Command) => {
+      if (isKafkaUrl(options.store)) {
+        if (options.state === undefined) throw new ValidationError('serve-read on a kafka:// store needs --state DIR for its copy of the counts');
+        // Each worker would rebuild the same directory: scale read nodes by starting more, each with its own DIR.
+        if (options.workers > 1) throw new ValidationError('serve-read on a kafka:// store runs one process (--workers 1): start more read nodes instead');
+      }
+      await runDaemon(daemonOptionsFrom('serve-read', options, command), () =>
         createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize, readToken: options.readToken }),
       );
     });

@@ -20,6 +20,11 @@ export interface EngineOptions {
    * (a transaction, a disk flush, a round trip) is paid less often. 0 commits back to back.
    */
   commitIntervalMs: number;
+  /**
+   * A request with an idempotency key gets a batch of its own, so that a store which dedupes
+   * where the counts are made (Kafka: at the materializer) can drop exactly that request's events.
+   */
+  keyedAlone?: boolean;
 }
 
 export const DEFAULT_ENGINE_OPTIONS: EngineOptions = {
@@ -103,7 +108,7 @@ export class CounterEngine {
   /** Counts one event (and stores the key of its request with it); resolves once it is committed. */
   add(domain: string, type: EventType, key?: ClaimedKey): Promise<void> {
     this.#admit(1, 1);
-    const batch = this.#openBatch();
+    const batch = key && this.#options.keyedAlone ? this.#aloneBatch() : this.#openBatch();
     batch.add(domain, type);
     if (key) batch.keys.push(key);
     this.#afterAdd(batch);
@@ -114,7 +119,7 @@ export class CounterEngine {
   addAll(events: readonly DomainEvent[], key?: ClaimedKey): Promise<void> {
     if (events.length === 0) return Promise.resolve();
     this.#admit(events.length, events.length);
-    const batch = this.#openBatch();
+    const batch = key && this.#options.keyedAlone ? this.#aloneBatch() : this.#openBatch();
     for (const event of events) batch.add(event.domain, event.type);
     if (key) batch.keys.push(key);
     this.#afterAdd(batch);
@@ -175,8 +180,17 @@ export class CounterEngine {
     return batch;
   }
 
+  /** A batch for one keyed request (keyedAlone), sealed by #afterAdd once its events are in. */
+  #aloneBatch(): Batch {
+    if (this.#open && this.#open.events > 0) this.#seal(this.#open);
+    const batch = this.#openBatch();
+    this.#open = undefined;
+    clearTimeout(batch.timer);
+    return batch;
+  }
+
   #afterAdd(batch: Batch): void {
-    if (batch.deltas.size >= this.#options.maxBatch) this.#seal(batch);
+    if (batch.deltas.size >= this.#options.maxBatch || (batch.keys.length > 0 && this.#options.keyedAlone)) this.#seal(batch);
   }
 
   #markReady(batch: Batch): void {

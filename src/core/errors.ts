@@ -9,7 +9,9 @@ export type ErrorCode =
   | 'SVC_STORE_UNAVAILABLE'
   | 'SVC_SHUTTING_DOWN'
   | 'SVC_KEY_IN_FLIGHT'
-  | 'SVC_KEY_MISMATCH';
+  | 'SVC_KEY_MISMATCH'
+  /** This process does not answer reads; the message names the one that does. */
+  | 'SVC_READS_ELSEWHERE';
 
 export class SvcError extends Error {
   readonly code: ErrorCode;

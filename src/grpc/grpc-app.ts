@@ -15,6 +15,7 @@ import { createRouter } from '../http/router.js';
 import type { StoreOptions } from '../store/open-store.js';
 import { Http2GrpcServer, type CallStatus, type ServerCall } from './http2-server.js';
 import { ingestCodec, type AckMessage as Ack, type BatchMessage } from './ingest-codec.js';
+import { reflectionDefinition } from './reflection-descriptors.js';
 
 export const PROTO_FILE = fileURLToPath(new URL('../../proto/svc/v1/ingest.proto', import.meta.url));
 const SERVICES = ['svc.v1.Ingest', 'svc.v1.Status'];
@@ -70,7 +71,7 @@ export async function createGrpcApp(options: GrpcAppOptions): Promise<GrpcApp> {
   const health = new HealthImplementation(Object.fromEntries(['', ...SERVICES].map((name) => [name, 'SERVING'])));
   health.addToServer(asGrpcServer);
   // Reflection describes the health service too, so that grpcurl can call it by name.
-  new ReflectionService(protoLoader.loadSync([PROTO_FILE, healthProto], LOAD_OPTIONS)).addToServer(asGrpcServer);
+  new ReflectionService(reflectionDefinition(protoLoader.loadSync([PROTO_FILE, healthProto], LOAD_OPTIONS))).addToServer(asGrpcServer);
 
   /** Open Publish streams, each ended with UNAVAILABLE once its batches in flight are acked, when the daemon stops. */
   const openStreams = new Set<() => void>();
@@ -275,6 +276,8 @@ function toStatus(error: unknown): CallStatus {
   if (error instanceof OverloadedError) return statusError(grpc.status.RESOURCE_EXHAUSTED, error.message);
   if (error instanceof KeyInFlightError) return statusError(grpc.status.ABORTED, KEY_IN_FLIGHT);
   if (error instanceof KeyMismatchError) return statusError(grpc.status.FAILED_PRECONDITION, KEY_MISMATCH);
+  // Reads of a daemon that only writes (Kafka): the message names the daemon to ask.
+  if (error instanceof SvcError && error.code === 'SVC_READS_ELSEWHERE') return statusError(grpc.status.UNIMPLEMENTED, error.message);
   // A store failure or a stopping server: nothing of the batch was acknowledged, retry later.
   if (error instanceof SvcError) return statusError(grpc.status.UNAVAILABLE, error.message);
   return statusError(grpc.status.INTERNAL, 'internal error');

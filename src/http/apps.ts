@@ -44,7 +44,8 @@ export async function openIngestion(options: StoreOptions & EngineOptions & { th
   const opened = await openStore({ ...options, use: 'ingest', journalObserver: journalMetrics(metrics.registry) });
   const store = new WatchedStore(opened, metrics.store);
   const ingest = ingestMetrics(metrics.registry);
-  const engine = new CounterEngine(store, options, ingest);
+  // A store that dedupes keys where the counts are made (Kafka) needs each keyed request alone in its batch.
+  const engine = new CounterEngine(store, { ...options, keyedAlone: opened.keyedBatchesAlone }, ingest);
   engineGauges(metrics.registry, () => engine.stats);
   return { metrics, store, ingest, engine, reader: new DomainReader(store, options.threshold) };
 }

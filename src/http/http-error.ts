@@ -21,6 +21,7 @@ const STATUS_BY_CODE: Record<ErrorCode, number> = {
   SVC_SHUTTING_DOWN: 503,
   SVC_KEY_IN_FLIGHT: 409,
   SVC_KEY_MISMATCH: 422,
+  SVC_READS_ELSEWHERE: 501,
 };
 
 export function sendJson(res: ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}): void {

@@ -25,7 +25,7 @@ export class IdempotentRequests {
    * before, with what that use was answered. `body` is the request's, for its fingerprint.
    */
   async respond(req: IncomingMessage, res: ServerResponse, answer: StoredAnswer, commit: Commit, body?: Buffer): Promise<void> {
-    const key = parseIdempotencyKey(req.headers['idempotency-key']);
+    const key = parseIdempotencyKey(idempotencyKeyHeader(req));
     if (key === undefined) {
       await commit();
       return send(res, answer);
@@ -37,6 +37,22 @@ export class IdempotentRequests {
 }
 
 const REPLAYED = { 'idempotent-replayed': 'true' };
+
+/**
+ * The header's values as sent. Node joins the repeats of a header it does not know with ", "
+ * (`a, b`, a valid key), so repeats are seen only in the raw headers; those are looked at only
+ * when the header is there at all.
+ */
+function idempotencyKeyHeader(req: IncomingMessage): string | string[] | undefined {
+  const joined = req.headers['idempotency-key'];
+  if (joined === undefined) return undefined;
+  const values: string[] = [];
+  const raw = req.rawHeaders;
+  for (let i = 0; i < raw.length; i += 2) {
+    if (raw[i]!.toLowerCase() === 'idempotency-key') values.push(raw[i + 1]!);
+  }
+  return values.length === 1 ? values[0] : values;
+}
 
 function send(res: ServerResponse, { status, body }: StoredAnswer, headers?: Record<string, string>): void {
   if (body === '') {

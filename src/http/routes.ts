@@ -103,8 +103,7 @@ async function postEvents(
   const onRejected = (reason: RejectReason) => observer.rejected(reason, 1);
   const { events, rejected, errors } = parseNdjsonBatch(body.toString('utf8'), 10, onRejected, policy.maxBatchLines);
   if (events.length === 0) {
-    if (rejected === 0) throw new ValidationError('body holds no events');
-    sendJson(res, 400, { error: 'no valid events', accepted: 0, rejected, errors });
+    sendJson(res, 400, { error: rejected === 0 ? 'body holds no events' : 'no valid events', accepted: 0, rejected, errors });
     return;
   }
   const answer = { status: 200, body: JSON.stringify({ accepted: events.length, rejected, errors }) };

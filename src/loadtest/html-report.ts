@@ -1,6 +1,7 @@
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import type { GateResult } from './gates.js';
+import { rateSeries } from './rate-chart.js';
 import type { LoadtestReport } from './report.js';
 
 /** A rate the capacity search tried, and what it measured there. */
@@ -40,6 +41,7 @@ export function renderHtmlReport(input: HtmlReportInput): string {
   const { report, gates = [], searches = [] } = input;
   const data = {
     timeline: report?.timeline ?? [],
+    rate: report ? rateSeries(report.timeline, report.requestedRps) : { offered: [], achieved: [] },
     measureStartSecond: report?.measureStartSecond ?? 0,
     latencyCurve: report?.latencyCurve ?? [],
     searches: searches.map((search, index) => ({ id: `search${index}`, ...search })),
@@ -87,7 +89,7 @@ ${table('Results (measured phase)', resultRows(report))}
 ${report.warnings.map((warning) => `<p class="warn">${escape(warning)}</p>`).join('\n')}
 ${report.verify ? table('Verification (--verify)', verifyRows(report)) : ''}
 <h2>Offered and achieved rate</h2>
-<p class="note">Requests per second: due by the schedule (offered) and actually sent (achieved). The measured phase starts at ${report.measureStartSecond} s.</p>
+<p class="note">Requests per second: due by the schedule (offered) and actually sent (achieved). The measured phase starts at ${report.measureStartSecond} s. A last second that the schedule covers only in part is drawn as a rate over that part; requests sent after the schedule's end are in the results, not drawn.</p>
 <div class="chart" id="rate"></div>
 <h2>Latency over time</h2>
 <p class="note">Milliseconds, log scale, of the answers completed each second. Corrected: from each request's due time (what a user waited). Uncorrected: from its actual send, as closed-loop tools report.</p>
@@ -107,6 +109,7 @@ const CLIENT_SCRIPT = `
   const colors = ['#0969da', '#cf222e', '#1a7f37', '#8250df', '#bf8700', '#0a7b83', '#d1242f', '#57606a'];
   const width = () => Math.min(1000, document.body.clientWidth);
   window.svcCharts = [];
+  window.svcPlots = [];
   const positive = (v) => (v === null || v === undefined || v <= 0 ? null : v);
   // Whole seconds on time axes; rates and counts from 0, so that a flat line looks flat.
   const secondsAxis = (label) => ({ label: label, incrs: [1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 1800, 3600] });
@@ -124,17 +127,16 @@ const CLIENT_SCRIPT = `
     }, options || {});
     const chart = new uPlot(opts, [x].concat(series.map((s) => s.values)), element);
     const points = series.reduce((n, s) => n + s.values.filter((v) => v !== null && v !== undefined).length, 0);
-    window.svcCharts.push({ id: id, title: title, series: series.length, points: points, rendered: element.querySelector('canvas') !== null });
+    window.svcCharts.push({ id: id, title: title, series: series.length, points: points });
+    // The uPlot instances, for tests to read what was drawn (the data placed, the canvas's pixels).
+    window.svcPlots.push({ id: id, plot: chart });
     return chart;
   }
   const seconds = data.timeline.map((s) => s.second);
-  // After the schedule's last second only answers arrive: no rate to draw, rather than a fall to 0.
-  let scheduled = data.timeline.length - 1;
-  while (scheduled > 0 && data.timeline[scheduled].offered === 0 && data.timeline[scheduled].sent === 0) scheduled--;
-  const whileScheduled = (value, i) => (i <= scheduled ? value : null);
+  // Rates over the part of each second the schedule covered (see rate-chart.ts).
   draw('rate', 'Requests per second', 'seconds', 'requests/s', seconds, [
-    { label: 'offered', values: data.timeline.map((s, i) => whileScheduled(s.offered, i)) },
-    { label: 'achieved', values: data.timeline.map((s, i) => whileScheduled(s.sent, i)) },
+    { label: 'offered', values: data.rate.offered },
+    { label: 'achieved', values: data.rate.achieved },
   ]);
   const latency = (key, field) => data.timeline.map((s) => positive(s[key] && s[key][field]));
   draw('latency', 'Latency (ms)', 'seconds', 'ms', seconds, [

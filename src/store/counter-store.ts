@@ -44,6 +44,11 @@ export interface BatchExtras {
  */
 export interface CounterStore extends KeyStore {
   /**
+   * True when idempotency keys are checked where the counts are made rather than here (Kafka):
+   * the engine then gives each keyed request a batch of its own.
+   */
+  readonly keyedBatchesAlone?: boolean;
+  /**
    * Adds every delta atomically: after a crash, all of the batch is there or none of it. With a
    * checkpoint (replay), the batch is also applied at most once per `run` and `chunk`, even when
    * the same call is made again after a failure, and the checkpoint is recorded with it. With

@@ -4,6 +4,7 @@ import { DEFAULTS } from '../defaults.js';
 import type { CounterStore } from './counter-store.js';
 import { LmdbStore, type JournalObserver, type StoreUse } from './lmdb/lmdb-store.js';
 import { storeKind } from './store-location.js';
+import { parseKafkaUrl } from '../kafka/url.js';
 
 export interface StoreOptions {
   /** `mongodb://…` or `mongodb+srv://…` selects MongoDB, `redis://…` Redis, `redis-cluster://…` a Redis Cluster, a path the embedded store (see storeKind). */
@@ -26,6 +27,10 @@ export interface StoreOptions {
   writeConcern?: W;
   readPreference?: ReadPreferenceMode;
   storeTimeoutMs?: number;
+  /** Kafka, svc setup: partitions of the topics it creates. */
+  partitions?: number;
+  /** Kafka, serve-read: the directory of its local copy of the counts. */
+  state?: string;
   /** Redis: replicas that must have a batch before it is acknowledged. */
   redisWait?: number;
 }
@@ -37,6 +42,7 @@ export interface StoreOptions {
  */
 export async function openStore(options: StoreOptions): Promise<CounterStore> {
   const kind = storeKind(options.store);
+  if (kind === 'kafka') return openKafka(options);
   if (kind === 'redis-cluster') {
     const { openRedisClusterStore } = await import('./redis/open.js');
     return openRedisClusterStore(options.store, options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs, options.redisWait ?? DEFAULTS.redisWait);
@@ -66,5 +72,28 @@ export async function openStore(options: StoreOptions): Promise<CounterStore> {
     applyAfterMs: options.applyIntervalMs,
     leaseMs: options.journalLeaseMs,
     observer: options.journalObserver,
+  });
+}
+
+/**
+ * kafka://: the writers (serve-http, serve-grpc, setup, replay) produce to PREFIX.events; readers
+ * (serve-read) follow PREFIX.counts into a local store; counting is `svc materialize`'s.
+ */
+async function openKafka(options: StoreOptions): Promise<CounterStore> {
+  const location = parseKafkaUrl(options.store);
+  if (options.use === 'read') {
+    if (options.state === undefined) {
+      throw new ValidationError(
+        `a kafka:// store is read through svc serve-read --store ${options.store} --state DIR; ask it with svc status --url http://HOST:PORT`,
+      );
+    }
+    const { KafkaCountsReader } = await import('./kafka/counts-reader.js');
+    return KafkaCountsReader.open(location, options.state);
+  }
+  const { KafkaSink } = await import('./kafka/kafka-sink.js');
+  return new KafkaSink(location, {
+    url: options.store,
+    timeoutMs: options.storeTimeoutMs ?? DEFAULTS.storeTimeoutMs,
+    partitions: options.partitions,
   });
 }

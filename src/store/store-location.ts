@@ -1,11 +1,12 @@
 import { ValidationError } from '../core/errors.js';
 
 /** The stores a `--store` value can name: a URL scheme each, and a directory for the embedded store. */
-export type StoreKind = 'embedded' | 'mongodb' | 'redis' | 'redis-cluster';
+export type StoreKind = 'embedded' | 'mongodb' | 'kafka' | 'redis' | 'redis-cluster';
 
 const SCHEMES: Readonly<Record<string, StoreKind>> = {
   mongodb: 'mongodb',
   'mongodb+srv': 'mongodb',
+  kafka: 'kafka',
   redis: 'redis',
   'redis-cluster': 'redis-cluster',
 };

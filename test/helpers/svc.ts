@@ -29,10 +29,17 @@ export interface RunResult {
   stderr: string;
 }
 
-/** Runs `svc <args>` to completion. */
-export function runSvc(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string } = {}): Promise<RunResult> {
+/**
+ * Runs `svc <args>` to completion; with `timeoutMs`, a command still running then is killed
+ * (SIGKILL, code null) rather than left behind, for commands that must exit at once.
+ */
+export function runSvc(args: string[], options: { env?: NodeJS.ProcessEnv; input?: string; timeoutMs?: number } = {}): Promise<RunResult> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, [SVC_BIN, ...args], { env: { ...process.env, ...options.env } });
+    if (options.timeoutMs !== undefined) {
+      const timer = setTimeout(() => child.kill('SIGKILL'), options.timeoutMs);
+      child.on('exit', () => clearTimeout(timer));
+    }
     let stdout = '';
     let stderr = '';
     child.stdout.on('data', (chunk) => (stdout += chunk));

@@ -1,0 +1,323 @@
+#!/usr/bin/env node
+// The Kafka pipeline's figures, each beside what it is compared with in the same run, on the kfake
+// test broker (scripts/kafka). Prints a table and writes bench/results/kafka-<date>.json.
+//
+//   node scripts/bench-kafka.mjs [--seconds 8] [--events 1000000] [--domains 1000000] [--partitions 4]
+//                                [--restore-domains 1000000] [--probes 200]
+//
+// 1. single-event PUTs/s through serve-http on Kafka, against the same serve-http on the embedded
+//    store (wrk, 32 connections, uniform domains);
+// 2. events/s counted by one `svc materialize` pinned to core 0 (taskset), then by two pinned to
+//    cores 0 and 1, over the same events pre-produced to PREFIX.events, once the group is settled:
+//    the scale-out ratio, and the CPU per event;
+// 3. lag from a PUT's acknowledgement to the event being visible on serve-read (P50, P99), with
+//    a paced background load of about half the PUT rate of (1);
+// 4. restore: one partition of `--restore-domains` domains in PREFIX.counts, restored by a
+//    materializer given it, and by a serve-read starting (domains/s).
+// The broker, wrk and the loaders share the machine's cores with what is measured: ratios are
+// more telling than absolute figures, and a 2-core machine cannot show a clean 2x.
+import { execFileSync, spawn } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpus, tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Kafka, logLevel, Partitioners } from 'kafkajs';
+import { request } from 'undici';
+import { startDaemon } from './bench/processes.mjs';
+import { ensureWrk, runWrk } from './bench/wrk.mjs';
+
+const { values } = parseArgs({
+  options: {
+    seconds: { type: 'string', default: '8' },
+    events: { type: 'string', default: '1000000' },
+    domains: { type: 'string', default: '1000000' },
+    partitions: { type: 'string', default: '4' },
+    'restore-domains': { type: 'string', default: '1000000' },
+    probes: { type: 'string', default: '200' },
+    out: { type: 'string' },
+  },
+});
+const SECONDS = Number(values.seconds);
+const EVENTS = Number(values.events);
+const DOMAINS = Number(values.domains);
+const PARTITIONS = Number(values.partitions);
+const RESTORE_DOMAINS = Number(values['restore-domains']);
+const PROBES = Number(values.probes);
+const root = new URL('..', import.meta.url).pathname;
+const SVC = join(root, 'bin/svc.js');
+const { partitionOf } = await import(join(root, 'dist/kafka/partitioner.js'));
+const { encodeDeltas, encodeCounts, DELTAS_FORMAT, FORMAT_HEADER, NEXT_OFFSET_KEY } = await import(join(root, 'dist/kafka/records.js'));
+
+await ensureWrk();
+const work = mkdtempSync(join(tmpdir(), 'svc-bench-kafka-'));
+const brokerBinary = execFileSync('bash', [join(root, 'scripts/kafka/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
+const broker = spawn(brokerBinary, ['-brokers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+const brokers = await new Promise((resolve) => broker.stdout.once('data', (chunk) => resolve(chunk.toString().split('\n')[0].trim())));
+const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
+const admin = kafka.admin();
+await admin.connect();
+const store = (prefix) => `kafka://${brokers}/${prefix}`;
+const children = [];
+let step = 0;
+const dir = () => join(work, `d${step++}`);
+
+try {
+  const put = await putRates();
+  console.error(`PUT: kafka ${fmt(put.kafka.okRps)}/s, embedded ${fmt(put.embedded.okRps)}/s`);
+  const one = await materializeRate('one', [[0]]);
+  console.error(`materialize, one member on core 0: ${fmt(one.eventsPerSecond)} events/s`);
+  const two = await materializeRate('two', [[0], [1]]);
+  console.error(`materialize, two members on cores 0 and 1: ${fmt(two.eventsPerSecond)} events/s`);
+  const lag = await lagProbe(put.kafka.okRps / 2);
+  console.error(`lag: P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`);
+  const restore = await restoreRates();
+  console.error(`restore: materializer ${fmt(restore.materializer.domainsPerSecond)} domains/s, serve-read ${fmt(restore.serveRead.domainsPerSecond)} domains/s`);
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    broker: 'kfake (scripts/kafka), 1 broker',
+    settings: { seconds: SECONDS, events: EVENTS, domains: DOMAINS, partitions: PARTITIONS, restoreDomains: RESTORE_DOMAINS, probes: PROBES },
+    put: { ...put, ratio: put.kafka.okRps / put.embedded.okRps },
+    materialize: { one, two, ratio: two.eventsPerSecond / one.eventsPerSecond },
+    lag,
+    restore,
+  };
+  const rows = [
+    ['single-event PUT, serve-http on Kafka', `${fmt(put.kafka.okRps)} events/s`, `embedded store ${fmt(put.embedded.okRps)}`, ratio(result.put.ratio)],
+    ['one materializer (taskset core 0)', `${fmt(one.eventsPerSecond)} events/s`, `${fmt(one.measuredEvents)} of ${fmt(EVENTS)} events, ${fmt(DOMAINS)} domains`, ''],
+    ['two materializers (cores 0, 1)', `${fmt(two.eventsPerSecond)} events/s`, 'one materializer', ratio(result.materialize.ratio)],
+    ['materializer CPU: events per CPU-second', `one: ${fmt(one.eventsPerCpuSecond)}, two: ${fmt(two.eventsPerCpuSecond)}`, 'one member', ratio(two.eventsPerCpuSecond / one.eventsPerCpuSecond)],
+    [`lag ack → visible on serve-read (load ${fmt(lag.backgroundRps)}/s)`, `P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`, `${lag.samples} probes`, ''],
+    [`restore ${fmt(RESTORE_DOMAINS)} domains, materializer`, `${fmt(restore.materializer.domainsPerSecond)} domains/s`, `${restore.materializer.seconds.toFixed(2)} s`, ''],
+    [`restore ${fmt(RESTORE_DOMAINS)} domains, serve-read`, `${fmt(restore.serveRead.domainsPerSecond)} domains/s`, `${restore.serveRead.seconds.toFixed(2)} s`, ''],
+  ];
+  console.log(['| measure | figure | compared with | ratio |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
+  const out = values.out ?? join(root, 'bench/results', `kafka-${result.date.slice(0, 10)}.json`);
+  mkdirSync(join(out, '..'), { recursive: true });
+  writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
+  console.error(`wrote ${out}`);
+} finally {
+  for (const child of children) await child.stop().catch(() => {});
+  await admin.disconnect();
+  broker.kill('SIGTERM');
+  rmSync(work, { recursive: true, force: true });
+}
+
+async function setup(prefix, partitions = PARTITIONS) {
+  execFileSync(process.execPath, [SVC, 'setup', '--store', store(prefix), '--partitions', String(partitions)], { stdio: 'ignore' });
+}
+
+async function daemon(args) {
+  const started = await startDaemon([SVC, ...args, '--port', '0', '--log-level', 'warn']);
+  children.push(started);
+  return started;
+}
+
+/** (1) wrk PUTs against serve-http on Kafka and on the embedded store, the same load. */
+async function putRates() {
+  await setup('put');
+  const run = async (storeArg) => {
+    const server = await daemon(['serve-http', '--store', storeArg]);
+    await runWrk(server.url, { seconds: 2, connections: 32, load: { domains: 100_000 } });
+    const measured = await runWrk(server.url, { seconds: SECONDS, connections: 32, load: { domains: 100_000 } });
+    await server.stop();
+    return measured;
+  };
+  const embedded = await run(dir());
+  const kafkaRun = await run(store('put'));
+  return { embedded, kafka: kafkaRun };
+}
+
+/** Produces EVENTS uniform events as svc's own group-commit records (1,000 events each). */
+async function produceEvents(prefix) {
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  let seed = 7;
+  const random = () => ((seed = (seed * 1103515245 + 12345) % 2 ** 31) / 2 ** 31);
+  let batch = [];
+  const flush = async () => {
+    const byPartition = new Map();
+    for (const [domain, counts] of batch) {
+      const p = partitionOf(domain, PARTITIONS);
+      if (!byPartition.has(p)) byPartition.set(p, new Map());
+      const m = byPartition.get(p);
+      const c = m.get(domain) ?? { delivered: 0, bounced: 0 };
+      c.delivered += counts.delivered;
+      c.bounced += counts.bounced;
+      m.set(domain, c);
+    }
+    const messages = [...byPartition].map(([partition, m]) => ({ partition, value: encodeDeltas(m), headers: { [FORMAT_HEADER]: DELTAS_FORMAT } }));
+    await producer.send({ topic: `${prefix}.events`, acks: -1, messages });
+    batch = [];
+  };
+  for (let i = 0; i < EVENTS; i++) {
+    const bounced = random() < 0.05;
+    batch.push([`d${Math.floor(random() * DOMAINS)}.bench.example`, { delivered: bounced ? 0 : 1, bounced: bounced ? 1 : 0 }]);
+    if (batch.length === 4000) await flush();
+  }
+  if (batch.length) await flush();
+  await producer.disconnect();
+}
+
+async function groupLag(groupId, topic) {
+  const ends = await admin.fetchTopicOffsets(topic);
+  const [committed] = await admin.fetchOffsets({ groupId, topics: [topic] });
+  let lag = 0;
+  for (const end of ends) {
+    const c = Number(committed.partitions.find((p) => p.partition === end.partition)?.offset ?? -1);
+    lag += Number(end.high) - Math.max(0, c);
+  }
+  return lag;
+}
+
+/**
+ * (2) The events are produced first; then members pinned to the given cores start. Once the group
+ * is settled (every partition assigned, no member idle), the rate is measured over what is left:
+ * events/s from then until the group's lag is 0, with the CPU the members spent meanwhile.
+ * Rebalancing and each process's start are kept out of the figure, and batches are full-sized
+ * (counting does not race the loader).
+ */
+async function materializeRate(prefix, cores) {
+  await setup(prefix);
+  await produceEvents(prefix);
+  const records = (await admin.fetchTopicOffsets(`${prefix}.events`)).reduce((sum, o) => sum + Number(o.high), 0);
+  const members = await Promise.all(cores.map((set) => startMaterializer(prefix, set)));
+  const assigned = (member) => {
+    const lines = member.output().split('\n').filter((l) => l.includes('"msg":"partitions assigned"'));
+    return lines.length ? JSON.parse(lines.at(-1)).partitions.length : 0;
+  };
+  while (members.some((m) => assigned(m) === 0) || members.reduce((sum, m) => sum + assigned(m), 0) !== PARTITIONS) await sleep(20);
+  const cpu = () => members.reduce((sum, m) => sum + m.cpuSeconds(), 0);
+  const cpuBefore = cpu();
+  const started = performance.now();
+  const lagBefore = await groupLag(`${prefix}.materialize`, `${prefix}.events`);
+  while ((await groupLag(`${prefix}.materialize`, `${prefix}.events`)) > 0) await sleep(50);
+  const seconds = (performance.now() - started) / 1000;
+  // Records hold about the same number of events each (4,000 events cut per partition).
+  const events = (EVENTS * lagBefore) / records;
+  // CPU of the measured window only: events per CPU-second is what one core does when nothing else wants it.
+  const cpuSeconds = cpu() - cpuBefore;
+  for (const m of members) await m.stop();
+  return { members: cores.length, measuredEvents: Math.round(events), seconds, eventsPerSecond: events / seconds, cpuSeconds, eventsPerCpuSecond: events / cpuSeconds };
+}
+
+function startMaterializer(prefix, cores, state = dir()) {
+  const args = ['-c', cores.join(','), process.execPath, SVC, 'materialize', '--store', store(prefix), '--state', state, '--session-timeout', '6s'];
+  return startProcess('taskset', args, '"msg":"materializing"');
+}
+
+/** A process resolved once a line of its stdout holds `ready`; its log lines are kept. */
+async function startProcess(command, args, ready) {
+  const child = spawn(command, args, { stdio: ['ignore', 'pipe', 'inherit'] });
+  let output = '';
+  await new Promise((resolve, reject) => {
+    child.stdout.on('data', (chunk) => {
+      output += chunk;
+      if (output.includes(ready)) resolve();
+    });
+    child.once('exit', (code) => reject(new Error(`${command} ${args.join(' ')} exited with ${code}`)));
+  });
+  const handle = {
+    output: () => output,
+    cpuSeconds: () => {
+      try {
+        const fields = execFileSync('cat', [`/proc/${child.pid}/stat`], { encoding: 'utf8' }).split(') ')[1].split(' ');
+        return (Number(fields[11]) + Number(fields[12])) / 100;
+      } catch {
+        return 0;
+      }
+    },
+    stop: async () => {
+      if (child.exitCode !== null || child.signalCode !== null) return;
+      child.kill('SIGTERM');
+      await new Promise((resolve) => child.once('exit', resolve));
+    },
+  };
+  children.push(handle);
+  return handle;
+}
+
+/** (3) PUT a fresh domain, then poll serve-read until it shows it; under a paced background load. */
+async function lagProbe(backgroundRps) {
+  await setup('lag');
+  const ingest = await daemon(['serve-http', '--store', store('lag')]);
+  await startMaterializer('lag', [0]);
+  const reader = await daemon(['serve-read', '--store', store('lag'), '--state', dir(), '--cache-size', '0']);
+  const connections = 16;
+  const paceMs = Math.max(1, Math.round((connections * 1000) / Math.max(1, backgroundRps)));
+  const background = runWrk(ingest.url, { seconds: SECONDS + 4, connections, load: { domains: 100_000, paceMs } });
+  await sleep(2000);
+  const samples = [];
+  const deadline = performance.now() + SECONDS * 1000;
+  for (let i = 0; i < PROBES && performance.now() < deadline; i++) {
+    const domain = `probe-${i}-${Date.now()}.lag.example`;
+    const res = await request(`${ingest.url}/events/${domain}/delivered`, { method: 'PUT' });
+    await res.body.dump();
+    if (res.statusCode !== 204) continue;
+    const acked = performance.now();
+    for (;;) {
+      const read = await request(`${reader.url}/domains/${domain}`);
+      const body = await read.body.json();
+      if (body.delivered === 1) break;
+      if (performance.now() - acked > 10_000) throw new Error(`${domain} not visible after 10 s`);
+      await sleep(2);
+    }
+    samples.push(performance.now() - acked);
+  }
+  const measured = await background;
+  samples.sort((a, b) => a - b);
+  const at = (q) => Number(samples[Math.min(samples.length - 1, Math.floor(q * samples.length))].toFixed(1));
+  return { samples: samples.length, backgroundRps: measured.okRps, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(samples.at(-1).toFixed(1)) };
+}
+
+/** (4) One partition of RESTORE_DOMAINS domains in PREFIX.counts, restored by a materializer and by serve-read. */
+async function restoreRates() {
+  await setup('restore', 1);
+  const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await producer.connect();
+  for (let i = 0; i < RESTORE_DOMAINS; i += 5000) {
+    const messages = [];
+    for (let j = i; j < Math.min(RESTORE_DOMAINS, i + 5000); j++) {
+      messages.push({ key: `r${j}.restore.example`, value: encodeCounts({ delivered: j % 1000, bounced: j % 7 === 0 ? 1 : 0 }), partition: 0 });
+    }
+    await producer.send({ topic: 'restore.counts', acks: -1, messages });
+  }
+  await producer.send({ topic: 'restore.counts', acks: -1, messages: [{ key: NEXT_OFFSET_KEY, value: JSON.stringify({ next: 0 }), partition: 0 }] });
+  await producer.disconnect();
+  // An event in the partition makes the member restore it at once.
+  const events = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
+  await events.connect();
+  await events.send({ topic: 'restore.events', messages: [{ partition: 0, value: JSON.stringify({ domain: 'r1.restore.example', type: 'delivered' }) }] });
+  await events.disconnect();
+
+  const member = await startMaterializer('restore', [0]);
+  while (!member.output().includes('"msg":"partitions restored"')) await sleep(50);
+  const line = member.output().split('\n').find((l) => l.includes('"msg":"partitions restored"'));
+  const memberSeconds = JSON.parse(line).ms / 1000;
+  await member.stop();
+
+  const started = performance.now();
+  const reader = await daemon(['serve-read', '--store', store('restore'), '--state', dir()]);
+  for (;;) {
+    const res = await request(`${reader.url}/readyz`);
+    await res.body.dump();
+    if (res.statusCode === 200) break;
+    await sleep(20);
+  }
+  const readerSeconds = (performance.now() - started) / 1000;
+  return {
+    domains: RESTORE_DOMAINS,
+    materializer: { seconds: memberSeconds, domainsPerSecond: RESTORE_DOMAINS / memberSeconds },
+    serveRead: { seconds: readerSeconds, domainsPerSecond: RESTORE_DOMAINS / readerSeconds },
+  };
+}
+
+function fmt(n) {
+  return Math.round(n).toLocaleString('en-US');
+}
+
+function ratio(r) {
+  return `**${r.toFixed(2)}**`;
+}

@@ -1,0 +1,174 @@
+import { rmSync } from 'node:fs';
+import { join } from 'node:path';
+import type { DomainCounts } from '../core/status.js';
+import type { KafkaClient, KafkaMessage, Producer } from '../kafka/client.js';
+import { decodeCountsRecord, encodeCounts, IDEMPOTENCY_KEY_PREFIX, NEXT_OFFSET_KEY } from '../kafka/records.js';
+import { LmdbStore } from '../store/lmdb/lmdb-store.js';
+
+type Transaction = Awaited<ReturnType<Producer['transaction']>>;
+
+/** What one transaction of a partition publishes and commits. */
+export interface PartitionCommit {
+  deltas: Map<string, DomainCounts>;
+  keys: Map<string, number>;
+  /** The next events offset once this is committed. */
+  next: number;
+}
+
+/**
+ * Records per produce request: keeps each record batch well under the broker's message.max.bytes
+ * (1 MB), and kafkajs' grouping of a request's records by partition, which copies the group's
+ * array for every record (quadratic), cheap.
+ */
+const RECORDS_PER_SEND = 1000;
+
+/**
+ * One events partition this member counts: its counts in an embedded store of its own
+ * (DIR/partition-N), the idempotency keys seen in it, the next offset to count, and a
+ * transactional producer whose id belongs to the partition. Whoever opens the partition's
+ * producer fences the one before (Kafka bumps the epoch and aborts its open transaction), so
+ * of two members that both think they own a partition, only the last to open it can commit.
+ */
+export class PartitionTask {
+  readonly partition: number;
+  /** The events of the partition below this offset are counted in `store`. */
+  next = 0;
+  /** False until a `svc/next-offset` record is restored or committed: nothing of the partition was counted yet. */
+  counting = false;
+  readonly keys = new Map<string, number>();
+  /** Keys past their window, still in PREFIX.counts: the next commit deletes them (tombstones) for compaction to drop. */
+  readonly #expired = new Set<string>();
+  #lastSweep = 0;
+  readonly #store: LmdbStore;
+  readonly #producer: Producer;
+  #pending: Transaction | undefined;
+
+  private constructor(partition: number, store: LmdbStore, producer: Producer) {
+    this.partition = partition;
+    this.#store = store;
+    this.#producer = producer;
+  }
+
+  /**
+   * Opens the partition afresh: an empty local store, and the producer opened (which fences any
+   * earlier owner and settles its open transaction). The caller then restores it with `load`.
+   */
+  static async open(client: KafkaClient, partition: number, options: { state: string; transactionalId: string; transactionTimeoutMs: number }) {
+    const directory = join(options.state, `partition-${partition}`);
+    // Whatever was here (an earlier run, another owner's partition) may be behind or ahead of the topic.
+    rmSync(directory, { recursive: true, force: true });
+    const store = await LmdbStore.open(directory, { use: 'bulk' });
+    const producer = client.producer({
+      transactionalId: options.transactionalId,
+      transactionTimeout: options.transactionTimeoutMs,
+      maxInFlightRequests: 1,
+      idempotent: true,
+    });
+    try {
+      await producer.connect();
+      const task = new PartitionTask(partition, store, producer);
+      // InitProducerId happens at the first transaction: begun now, it fences, and serves the first commit.
+      task.#pending = await producer.transaction();
+      return task;
+    } catch (error) {
+      await producer.disconnect().catch(() => {});
+      await store.close();
+      throw error;
+    }
+  }
+
+  /** Restores from records of PREFIX.counts, read in order. */
+  async load(messages: KafkaMessage[], now = Date.now()): Promise<void> {
+    const totals = new Map<string, DomainCounts>();
+    for (const message of messages) {
+      const record = decodeCountsRecord(message.key, message.value);
+      if (record.kind === 'domain') totals.set(record.domain, record.counts);
+      else if (record.kind === 'next-offset') {
+        this.next = record.next;
+        this.counting = true;
+      }
+      else if (record.kind === 'key') {
+        if (record.expiresAt > now) {
+          this.keys.set(record.key, record.expiresAt);
+          this.#expired.delete(record.key);
+        } else {
+          this.keys.delete(record.key);
+          this.#expired.add(record.key);
+        }
+      } else if (record.kind === 'deleted' && record.key.startsWith(IDEMPOTENCY_KEY_PREFIX)) {
+        this.keys.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
+        this.#expired.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
+      }
+    }
+    if (totals.size === 0) return;
+    const stored = await this.#store.getMany([...totals.keys()]);
+    const deltas = new Map<string, DomainCounts>();
+    for (const [domain, counts] of totals) {
+      const before = stored.get(domain) ?? { delivered: 0, bounced: 0 };
+      deltas.set(domain, { delivered: counts.delivered - before.delivered, bounced: counts.bounced - before.bounced });
+    }
+    await this.#store.applyBatch(deltas);
+  }
+
+  /**
+   * Publishes the new totals of the changed domains, the keys and the next offset to PREFIX.counts
+   * and commits the consumer group's offset, in one transaction; then counts locally. On any
+   * failure the transaction is aborted and the task must be opened again (its state may be stale).
+   */
+  async commit(commit: PartitionCommit, topics: { counts: string; events: string }, groupId: string): Promise<void> {
+    const stored = await this.#store.getMany([...commit.deltas.keys()]);
+    const messages: Array<{ key: string; value: Buffer | null; partition: number }> = [];
+    for (const [domain, delta] of commit.deltas) {
+      const before = stored.get(domain) ?? { delivered: 0, bounced: 0 };
+      const after = { delivered: before.delivered + delta.delivered, bounced: before.bounced + delta.bounced };
+      messages.push({ key: domain, value: encodeCounts(after), partition: this.partition });
+    }
+    for (const [key, expiresAt] of commit.keys) {
+      messages.push({ key: IDEMPOTENCY_KEY_PREFIX + key, value: Buffer.from(JSON.stringify({ expiresAt })), partition: this.partition });
+    }
+    const expired = this.#sweep();
+    for (const key of expired) messages.push({ key: IDEMPOTENCY_KEY_PREFIX + key, value: null, partition: this.partition });
+    messages.push({ key: NEXT_OFFSET_KEY, value: Buffer.from(JSON.stringify({ next: commit.next })), partition: this.partition });
+    const txn = this.#pending ?? (await this.#producer.transaction());
+    this.#pending = undefined;
+    try {
+      for (let i = 0; i < messages.length; i += RECORDS_PER_SEND) {
+        await txn.send({ topic: topics.counts, acks: -1, messages: messages.slice(i, i + RECORDS_PER_SEND) });
+      }
+      await txn.sendOffsets({ consumerGroupId: groupId, topics: [{ topic: topics.events, partitions: [{ partition: this.partition, offset: String(commit.next) }] }] });
+      await txn.commit();
+    } catch (error) {
+      if (txn.isActive()) await txn.abort().catch(() => {});
+      throw error;
+    }
+    await this.#store.applyBatch(commit.deltas);
+    for (const [key, expiresAt] of commit.keys) this.keys.set(key, expiresAt);
+    for (const key of expired) this.#expired.delete(key);
+    this.next = commit.next;
+    this.counting = true;
+  }
+
+  /** Keys whose window has passed (looked for at most once a minute), to delete with the next commit. */
+  #sweep(now = Date.now()): string[] {
+    if (now - this.#lastSweep >= 60_000) {
+      this.#lastSweep = now;
+      for (const [key, expiresAt] of this.keys) {
+        if (expiresAt > now) continue;
+        this.keys.delete(key);
+        this.#expired.add(key);
+      }
+    }
+    // A bounded number per commit: a restore may find millions.
+    const batch: string[] = [];
+    for (const key of this.#expired) {
+      if (batch.length === RECORDS_PER_SEND) break;
+      batch.push(key);
+    }
+    return batch;
+  }
+
+  async close(): Promise<void> {
+    await this.#producer.disconnect().catch(() => {});
+    await this.#store.close();
+  }
+}
