@@ -5,7 +5,7 @@ import { makeEvents, putEvents, tally } from './helpers/http.js';
 import { emptyStore, logLines, runSvc, startDaemon, storedCounts, tempDir } from './helpers/svc.js';
 
 /** Every command of `svc`, in the order --help lists them. */
-const COMMANDS = ['serve-http', 'serve-read', 'serve-grpc', 'status', 'replay', 'setup', 'loadtest'];
+const COMMANDS = ['serve-http', 'serve-read', 'serve-grpc', 'status', 'replay', 'setup', 'materialize', 'loadtest'];
 
 describe('svc CLI', () => {
   it('lists every command in --help, and each has its own --help', async () => {
