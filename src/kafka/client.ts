@@ -54,6 +54,23 @@ export function createClient(brokers: string[], clientId: string, timeoutMs?: nu
   };
 }
 
+/**
+ * A consumer-group member that reads committed records only (read_committed: what an aborted
+ * transaction wrote is never counted), heartbeats six times per session timeout, and fetches up
+ * to `maxBytesPerPartition` a partition at a time.
+ */
+export function groupConsumer(client: KafkaClient, groupId: string, sessionTimeoutMs: number, maxBytesPerPartition: number): Consumer {
+  return client.consumer({
+    groupId,
+    sessionTimeout: sessionTimeoutMs,
+    heartbeatInterval: Math.max(100, Math.floor(sessionTimeoutMs / 6)),
+    rebalanceTimeout: Math.max(sessionTimeoutMs, 10_000),
+    readUncommitted: false,
+    maxWaitTimeInMs: 100,
+    maxBytesPerPartition,
+  });
+}
+
 /** The end offset (high watermark) of every partition of a topic. */
 export async function endOffsets(admin: Admin, topic: string): Promise<Map<number, number>> {
   const offsets = await admin.fetchTopicOffsets(topic);

@@ -1,6 +1,6 @@
 import { mkdirSync } from 'node:fs';
 import type { DomainCounts } from '../core/status.js';
-import { createClient, partitionCount, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage } from '../kafka/client.js';
+import { createClient, groupConsumer, partitionCount, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage } from '../kafka/client.js';
 import { follow } from '../kafka/follower.js';
 import { decodeEventsRecord, FORMAT_HEADER, type EventsRecord } from '../kafka/records.js';
 import type { KafkaLocation } from '../kafka/url.js';
@@ -53,18 +53,10 @@ export class Materializer {
     this.#source = options.location.eventsTopic;
     this.#client = createClient(options.location.brokers, 'svc-materialize');
     this.#groupId = `${options.location.prefix}.materialize`;
-    this.#consumer = this.#client.consumer({
-      groupId: this.#groupId,
-      sessionTimeout: options.sessionTimeoutMs,
-      heartbeatInterval: Math.max(100, Math.floor(options.sessionTimeoutMs / 6)),
-      rebalanceTimeout: Math.max(options.sessionTimeoutMs, 10_000),
-      readUncommitted: false,
-      maxWaitTimeInMs: 100,
-      // One batch is one transaction, whose round trips (AddPartitions, AddOffsets, TxnOffsetCommit,
-      // EndTxn) are paid per batch: large batches pay them less often. Its totals are sent 1,000
-      // records at a time, so no request nears the broker's 1 MB limit.
-      maxBytesPerPartition: 1024 * 1024,
-    });
+    // One batch is one transaction, whose round trips (AddPartitions, AddOffsets, TxnOffsetCommit,
+    // EndTxn) are paid per batch: large batches pay them less often. Its totals are sent 1,000
+    // records at a time, so no request nears the broker's 1 MB limit.
+    this.#consumer = groupConsumer(this.#client, this.#groupId, options.sessionTimeoutMs, 1024 * 1024);
   }
 
   async start(): Promise<void> {

@@ -1,5 +1,5 @@
 import type { DomainCounts } from '../core/status.js';
-import { createClient, partitionCount, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage, type Producer } from '../kafka/client.js';
+import { createClient, groupConsumer, partitionCount, type Admin, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage, type Producer } from '../kafka/client.js';
 import type { KafkaLocation } from '../kafka/url.js';
 import { log } from '../log.js';
 import { eventsRecords } from '../store/kafka/event-records.js';
@@ -52,15 +52,7 @@ export class SourceForwarder {
     this.#client = createClient(options.location.brokers, 'svc-source');
     this.#groupId = `${options.location.prefix}.source.${options.source}`;
     this.#admin = this.#client.admin();
-    this.#consumer = this.#client.consumer({
-      groupId: this.#groupId,
-      sessionTimeout: options.sessionTimeoutMs,
-      heartbeatInterval: Math.max(100, Math.floor(options.sessionTimeoutMs / 6)),
-      rebalanceTimeout: Math.max(options.sessionTimeoutMs, 10_000),
-      readUncommitted: false,
-      maxWaitTimeInMs: 100,
-      maxBytesPerPartition: 512 * 1024,
-    });
+    this.#consumer = groupConsumer(this.#client, this.#groupId, options.sessionTimeoutMs, 512 * 1024);
   }
 
   async start(): Promise<void> {

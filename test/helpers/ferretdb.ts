@@ -3,22 +3,12 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { createServer, connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
-
-const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/ferretdb/build.sh', import.meta.url));
+import { goToolBinary } from './go-tool.js';
 
 /** Builds (once; cached under .cache/) the pinned FerretDB and returns the binary's path. */
-export async function ferretDbBinary(): Promise<string> {
-  const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`building FerretDB failed (exit ${code})`);
-  return stdout.trim().split('\n').pop()!;
+export function ferretDbBinary(): Promise<string> {
+  return goToolBinary('ferretdb', 'FerretDB');
 }
 
 export async function freePort(): Promise<number> {

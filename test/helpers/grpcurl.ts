@@ -1,20 +1,10 @@
-import { execFile, spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
+import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
-
-const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/grpcurl/build.sh', import.meta.url));
+import { goToolBinary } from './go-tool.js';
 
 /** Builds (once; cached under .cache/) the pinned grpcurl and returns the binary's path. */
-export async function grpcurlBinary(): Promise<string> {
-  const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`building grpcurl failed (exit ${code})`);
-  return stdout.trim().split('\n').pop()!;
+export function grpcurlBinary(): Promise<string> {
+  return goToolBinary('grpcurl', 'grpcurl');
 }
 
 /** Runs `grpcurl -plaintext <args>`; resolves with its output, rejects with it and its stderr when it fails. */

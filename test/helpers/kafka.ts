@@ -1,19 +1,9 @@
 import { spawn, type ChildProcess } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
-
-const BUILD_SCRIPT = fileURLToPath(new URL('../../scripts/kafka/build.sh', import.meta.url));
+import { goToolBinary } from './go-tool.js';
 
 /** Builds (once; cached under .cache/) the kfake test broker and returns the binary's path. */
-export async function kafkaBrokerBinary(): Promise<string> {
-  const child = spawn('bash', [BUILD_SCRIPT], { stdio: ['ignore', 'pipe', 'inherit'] });
-  let stdout = '';
-  child.stdout.on('data', (chunk) => (stdout += chunk));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  if (code !== 0) throw new Error(`building the kfake test broker failed (exit ${code})`);
-  return stdout.trim().split('\n').pop()!;
+export function kafkaBrokerBinary(): Promise<string> {
+  return goToolBinary('kafka', 'the kfake test broker');
 }
 
 export interface KafkaBroker {
