@@ -25,10 +25,17 @@ export function runPrimary(options: PrimaryOptions): void {
   // Workers accept from the shared socket themselves. With the default round robin the primary
   // accepts and hands each connection to a worker, and a connection handed to a worker as it
   // is killed stays open in the primary, unread and unanswered, until the client gives up.
-  // Measured with wrk -c128 keep-alive: the same requests/s either way.
+  // Measured with wrk -c128 keep-alive: about the same requests/s (docs/operations.md › Workers).
   cluster.schedulingPolicy = cluster.SCHED_NONE;
-  const fork = () => cluster.fork();
+  // A replacement due after the daemon began to stop is not started.
+  const fork = () => {
+    if (!stopping) cluster.fork();
+  };
   for (let i = 0; i < options.workers; i++) fork();
+  const exit = () => {
+    log('info', 'stopped', { daemon: options.name });
+    process.exit(failed ? 1 : 0);
+  };
 
   cluster.on('listening', (worker, address) => {
     listening.add(worker.id);
@@ -48,17 +55,18 @@ export function runPrimary(options: PrimaryOptions): void {
       log('error', 'worker failed to start', { daemon: options.name, worker: worker.process.pid, code, signal });
       stop('startup failure');
     }
-    if (code !== 0) failed = true;
-    if (Object.keys(cluster.workers ?? {}).length === 0) {
-      log('info', 'stopped', { daemon: options.name });
-      process.exit(failed ? 1 : 0);
-    }
+    // A worker still starting (a replacement) when our SIGTERM came had no handler for it yet:
+    // it had taken no event, so that is a clean stop too.
+    if (code !== 0 && signal !== 'SIGTERM') failed = true;
+    if (Object.keys(cluster.workers ?? {}).length === 0) exit();
   });
 
   const stop = (signal: string) => {
     if (stopping) return;
     stopping = true;
     log('info', 'stopping', { daemon: options.name, signal });
+    // Every worker dead, their replacements not started yet: no exit is left to wait for.
+    if (Object.keys(cluster.workers ?? {}).length === 0) exit();
     for (const worker of Object.values(cluster.workers ?? {})) worker?.process.kill('SIGTERM');
     // A worker that cannot finish within its own deadline is not waited for for ever.
     setTimeout(() => {
