@@ -3,6 +3,7 @@ import { startFerretDb, freePort } from './helpers/ferretdb.js';
 import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
 import { dropDatabase, isFerretDb, uniqueDatabaseUri } from './helpers/mongodb.js';
 import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
+import { deferred } from './helpers/deferred.js';
 
 const serverUri = inject('mongodbUri');
 const ferretdbBinary = inject('ferretdbBinary');
@@ -28,8 +29,9 @@ describe.skipIf(!serverUri)('svc on MongoDB', () => {
     const first = await startDaemon('serve-http', ['--store', store]);
     try {
       const events = makeEvents(4000, 60, 11);
-      const load = putEvents(first.url, events, 32);
-      await until(() => storedCounts(store, ['d1.example.com']), (counts) => (counts.get('d1.example.com')?.delivered ?? 0) > 0, 10_000);
+      const { promise: middle, resolve: reached } = deferred();
+      const load = putEvents(first.url, events, 32, { onAnswered: (answered) => answered === 400 && reached() });
+      await middle;
       await first.stop('SIGKILL');
       const statuses = await load;
       const acknowledged = events.filter((_, i) => statuses[i] === 204);

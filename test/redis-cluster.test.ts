@@ -1,9 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/open-store.js';
+import { bucketOf, counterKey, guardKey, idempotencyKey, logKey, WRITERS_KEY } from '../src/store/redis/layout.js';
 import { makeEvents, putEvents, tally } from './helpers/http.js';
 import { hasRedis, startRedisCluster, type RedisCluster } from './helpers/redis.js';
 import { counterStoreContract } from './helpers/store-contract.js';
 import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
+import { deferred } from './helpers/deferred.js';
 
 const line = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
 
@@ -99,8 +101,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     try {
       // Each body spans every master: its domains fall into many hash-tag groups.
       const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`k${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
-      let reached!: () => void;
-      const middle = new Promise<void>((resolve) => (reached = resolve));
+      const { promise: middle, resolve: reached } = deferred();
       const load = postUntilDone(daemon.url, bodies, 8, (b) => b === 80 && reached());
       await middle;
       const victim = cluster.nodes[1]!;
@@ -118,14 +119,50 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     }
   }, 90_000);
 
+  it('finishes the logged batch of a writer whose lease lapsed: the rest of its groups once, its key answered', async () => {
+    flush();
+    const redis = (...args: string[]) => cluster.nodes[0]!.cli('-c', ...args);
+    // A writer that died with one batch logged, its first group applied (with its guard) and
+    // the rest not, and the batch's idempotency key still claimed.
+    const dead = 'writer-that-died';
+    const domains = Array.from({ length: 40 }, (_, i) => `lapsed${i}.example`);
+    const done = `d|print|200|${Date.now() + 3_600_000}|{"accepted":40}`;
+    const batch = {
+      domains,
+      counts: domains.flatMap((_, i) => [i + 1, i % 2]),
+      keys: [{ key: 'lapsed-key', claim: `c|${dead}|${Date.now()}|print`, done, expiresAt: Date.now() + 3_600_000 }],
+    };
+    const firstBucket = bucketOf(domains[0]!);
+    const applied = domains.flatMap((domain, i) => (bucketOf(domain) === firstBucket ? [[domain, i] as const] : []));
+    for (const [domain, i] of applied) redis('HSET', counterKey(domain), 'd', String(i + 1), 'b', String(i % 2));
+    redis('SET', guardKey(firstBucket, `${dead}:0`), '1');
+    redis('SET', idempotencyKey('lapsed-key'), batch.keys[0]!.claim);
+    redis('HSET', logKey(dead), '0', JSON.stringify(batch));
+    redis('ZADD', WRITERS_KEY, String(Date.now() - 1), dead);
+
+    // A live writer finishes it (its recovery runs from its first batch on).
+    const store = await openStore({ store: cluster.url, storeTimeoutMs: 5000 });
+    try {
+      await store.applyBatch(new Map([['live.example', { delivered: 1, bounced: 0 }]]));
+      const deadline = Date.now() + 20_000;
+      while (redis('EXISTS', logKey(dead)) !== '0' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(redis('EXISTS', logKey(dead)), 'the log is finished').toBe('0');
+      expect(redis('ZSCORE', WRITERS_KEY, dead), 'the lease is dropped').toBe('');
+      expect(redis('GET', idempotencyKey('lapsed-key'))).toBe(done);
+      const counts = await store.getMany(domains);
+      expect(counts).toEqual(new Map(domains.map((domain, i) => [domain, { delivered: i + 1, bounced: i % 2 }])));
+    } finally {
+      await store.close();
+    }
+  }, 40_000);
+
   it('finishes the logged batches of a serve-http killed with SIGKILL: keyed retries through another count once', async () => {
     flush();
     const first = await startDaemon('serve-http', ['--store', cluster.url]);
     const second = await startDaemon('serve-http', ['--store', cluster.url]);
     try {
       const bodies = Array.from({ length: 400 }, (_, b) => Array.from({ length: 40 }, (_, i) => line(`s${(b * 11 + i) % 300}.example`, i % 7 === 0 ? 'bounced' : 'delivered')).join(''));
-      let reached!: () => void;
-      const middle = new Promise<void>((resolve) => (reached = resolve));
+      const { promise: middle, resolve: reached } = deferred();
       // Clients switch to the second daemon once the first stops answering.
       let target = first.url;
       const answers: number[][] = bodies.map(() => []);
@@ -150,6 +187,11 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
       await first.stop('SIGKILL');
       await load;
       expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      // The second took over the first's lease once it lapsed, finished its log and dropped it.
+      const lapsedLeases = () => cluster.nodes[0]!.cli('-c', 'ZRANGEBYSCORE', WRITERS_KEY, '-inf', String(Date.now()));
+      const deadline = Date.now() + 30_000;
+      while (lapsedLeases() !== '' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 500));
+      expect(lapsedLeases()).toBe('');
       const expected = expectedOf(bodies);
       expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
     } finally {

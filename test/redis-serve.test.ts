@@ -4,6 +4,7 @@ import { freePort } from './helpers/ferretdb.js';
 import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally } from './helpers/http.js';
 import { hasRedis, startRedis, type RedisServer } from './helpers/redis.js';
 import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
+import { deferred } from './helpers/deferred.js';
 
 async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
   const deadline = Date.now() + timeoutMs;
@@ -91,8 +92,9 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc on Redis', () => {
     const store = `${server.url}/2`;
     const first = await startDaemon('serve-http', ['--store', store]);
     const events = makeEvents(4000, 60, 11);
-    const load = putEvents(first.url, events, 32);
-    await until(() => storedCounts(store, ['d1.example.com']), (counts) => (counts.get('d1.example.com')?.delivered ?? 0) > 0, 10_000);
+    const { promise: middle, resolve: reached } = deferred();
+    const load = putEvents(first.url, events, 32, { onAnswered: (answered) => answered === 400 && reached() });
+    await middle;
     await first.stop('SIGKILL');
     const statuses = await load;
     const acknowledged = events.filter((_, i) => statuses[i] === 204);
@@ -127,8 +129,9 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc when Redis goes away (redis
     const daemon = await startDaemon('serve-http', ['--store', server.url, '--store-timeout', '1s']);
     try {
       const events = makeEvents(3000, 30, 21);
-      const load = putEvents(daemon.url, events, 16);
-      await until(() => storedCounts(server.url, ['d1.example.com']), (counts) => (counts.get('d1.example.com')?.delivered ?? 0) > 0, 10_000);
+      const { promise: middle, resolve: reached } = deferred();
+      const load = putEvents(daemon.url, events, 16, { onAnswered: (answered) => answered === 300 && reached() });
+      await middle;
       await server.stop(true);
       const started = Date.now();
       const refused = await getJson(`${daemon.url}/events/down.example/delivered`, { method: 'PUT' });

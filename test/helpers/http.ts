@@ -36,13 +36,20 @@ const NO_ANSWER_MS = 10_000;
  * connection refused or reset). A request with no answer at all within 10 s fails the call: a
  * server that leaves a client waiting (a connection handed to a worker being killed, say) is
  * broken, and a client without a timeout would wait for ever. `freshConnections` opens a new
- * connection for every request, as many clients do.
+ * connection for every request, as many clients do. `onAnswered` hears the count of answers so far
+ * after each one (to act in the middle of the load).
  */
-export async function putEvents(baseUrl: string, events: TestEvent[], connections = 32, options: { freshConnections?: boolean } = {}): Promise<number[]> {
+export async function putEvents(
+  baseUrl: string,
+  events: TestEvent[],
+  connections = 32,
+  options: { freshConnections?: boolean; onAnswered?: (answered: number) => void } = {},
+): Promise<number[]> {
   const pool = new Pool(baseUrl, { connections, headersTimeout: NO_ANSWER_MS, bodyTimeout: NO_ANSWER_MS });
   const statuses = new Array<number>(events.length).fill(0);
   const unanswered: string[] = [];
   let next = 0;
+  let answered = 0;
   const worker = async () => {
     while (next < events.length) {
       const i = next++;
@@ -51,6 +58,7 @@ export async function putEvents(baseUrl: string, events: TestEvent[], connection
         const res = await pool.request({ method: 'PUT', path: `/events/${domain}/${type}`, reset: options.freshConnections });
         await res.body.dump();
         statuses[i] = res.statusCode;
+        options.onAnswered?.(++answered);
       } catch (error) {
         const code = (error as { code?: string }).code;
         if (code === 'UND_ERR_HEADERS_TIMEOUT' || code === 'UND_ERR_BODY_TIMEOUT') unanswered.push(`${domain}/${type}`);

@@ -159,7 +159,7 @@ export class BatchLog {
   #register(): Promise<void> {
     this.#registered ??= this.#renew()
       .then(() => {
-        this.#timers = [setInterval(() => void this.#renew().catch(() => {}), LEASE_MS / 5), setInterval(() => void this.#recoverDead().catch(() => {}), LEASE_MS / 3)];
+        this.#timers = [setInterval(() => void this.#renew().catch(() => {}), LEASE_MS / 5), setInterval(() => void this.#recoverDead().catch(warnRecoveryFailed), LEASE_MS / 3)];
         for (const timer of this.#timers) timer.unref();
       })
       .catch((error: unknown) => {
@@ -184,10 +184,8 @@ export class BatchLog {
   /** Finishes, one writer at a time, the logs of writers whose lease lapsed. */
   async #recoverDead(): Promise<void> {
     const now = Date.now();
-    const lapsed = await this.#commands.send<string[]>(['ZRANGEBYSCORE', WRITERS_KEY, '-inf', String(now), 'WITHSCORES', 'LIMIT', '0', '10'], WRITERS_KEY);
-    for (let i = 0; i < lapsed.length; i += 2) {
-      const writer = lapsed[i]!;
-      const seen = lapsed[i + 1]!;
+    const reply = await this.#commands.send<unknown[]>(['ZRANGEBYSCORE', WRITERS_KEY, '-inf', String(now), 'WITHSCORES', 'LIMIT', '0', '10'], WRITERS_KEY);
+    for (const [writer, seen] of scoredMembers(reply)) {
       if (writer === this.#writer || this.#recovering.has(writer)) continue;
       const expiry = Date.now() + LEASE_MS;
       if ((await runScript<number>(this.#commands, TAKE_LEASE, [WRITERS_KEY], [writer, seen, String(expiry)])) !== 1) continue;
@@ -214,6 +212,24 @@ export class BatchLog {
     // Nothing left logged: nobody needs to look at this writer's log again.
     if (clean && this.#registered) await this.#commands.send(['ZREM', WRITERS_KEY, this.#writer], WRITERS_KEY).catch(() => {});
   }
+}
+
+/**
+ * A sorted set's members with their scores, as node-redis 6 gives them (`[[member, score]]`, the
+ * score a number) or as a flat RESP2 array (`[member, score, …]`, strings).
+ */
+function scoredMembers(reply: unknown[]): Array<[string, string]> {
+  if (reply.every(Array.isArray)) return (reply as Array<[string, string | number]>).map(([member, score]) => [member, String(score)]);
+  return pairs(reply.map(String));
+}
+
+let lastRecoveryWarning = 0;
+
+/** A recovery that fails is tried again on the next round; said at most once a minute. */
+function warnRecoveryFailed(error: unknown): void {
+  if (Date.now() - lastRecoveryWarning < 60_000) return;
+  lastRecoveryWarning = Date.now();
+  log('warn', 'could not finish the logged batches of a writer that died; trying again', { error: (error as Error).message });
 }
 
 function pairs(flat: string[]): Array<[string, string]> {

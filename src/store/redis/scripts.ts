@@ -90,9 +90,12 @@ end
 return 0
 `);
 
-/** Takes a writer's lease in the sorted set KEYS[1] if its expiry is still ARGV[2] (the one seen); 1 if taken. */
+/**
+ * Takes a writer's lease in the sorted set KEYS[1] if its expiry is still ARGV[2] (the one seen);
+ * 1 if taken. Expiries are compared as numbers: a score's text differs between clients.
+ */
 export const TAKE_LEASE = script(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
   redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
   return 1
 end
@@ -101,7 +104,7 @@ return 0
 
 /** Removes a writer from the leases KEYS[1] if its expiry is still ARGV[2] (nobody renewed it). */
 export const DROP_LEASE = script(`
-if redis.call('ZSCORE', KEYS[1], ARGV[1]) == ARGV[2] then
+if tonumber(redis.call('ZSCORE', KEYS[1], ARGV[1])) == tonumber(ARGV[2]) then
   redis.call('ZREM', KEYS[1], ARGV[1])
   return 1
 end
