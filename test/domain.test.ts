@@ -52,6 +52,8 @@ describe('normalizeDomain', () => {
     ['0x', 'ends in a number'],
     ['a.0X', 'ends in a number'],
     ['xn--a.com', 'internationalised'],
+    ['ü.xn--zz.com', 'internationalised'],
+    ['xn--bcher-kva.xn--zz.de', 'internationalised'],
   ])('rejects %j (%s)', (input, reason) => {
     expect(() => normalizeDomain(input)).toThrow(ValidationError);
     expect(() => normalizeDomain(input)).toThrow(reason);

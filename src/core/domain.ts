@@ -1,4 +1,4 @@
-import { domainToASCII } from 'node:url';
+import { domainToASCII, domainToUnicode } from 'node:url';
 import { ValidationError } from './errors.js';
 
 const MAX_NAME_LENGTH = 253;
@@ -23,9 +23,19 @@ export function normalizeDomain(input: string): string {
   if (name.length === 0) throw invalidDomain('domain is empty');
   checkHostName(name);
   if (endsInNumber(name)) throw invalidDomain('domain ends in a number: an IP address is not a domain');
-  // An ASCII name skips UTS #46, but its punycode labels must decode as those of a converted name do.
-  if (ascii && name.includes('xn--') && domainToASCII(name) !== name) throw invalidIdn();
+  if (name.includes('xn--') && !punycodeDecodes(name)) throw invalidIdn();
   return name;
+}
+
+/**
+ * Every punycode label (`xn--…`) decodes to a valid internationalised label, and the name converts
+ * back to itself. Node 20 and 22 answer '' for a name with a label that does not decode; Node 24
+ * passes such a label through unchanged, which is why a label still `xn--` after decoding fails.
+ */
+function punycodeDecodes(name: string): boolean {
+  const unicode = domainToUnicode(name);
+  if (unicode === '' || unicode.startsWith('xn--') || unicode.includes('.xn--')) return false;
+  return domainToASCII(unicode) === name;
 }
 
 function isAscii(s: string): boolean {
