@@ -6,6 +6,7 @@ import type { StoreOptions } from '../store/open-store.js';
 import { DEFAULTS } from '../defaults.js';
 import { LOG_LEVELS, type LogLevel } from '../log.js';
 import { storeKind } from '../store/store-location.js';
+import { checkCacheUrl } from '../store/redis/url.js';
 
 /** Options shared by several commands, each readable from an SVC_* environment variable. */
 
@@ -30,6 +31,15 @@ function storeLocation(value: string): string {
     throw new InvalidArgumentError((error as Error).message);
   }
   return value;
+}
+
+/** A serve-read `--cache` value: a Redis URL. */
+export function cacheUrl(value: string): string {
+  try {
+    return checkCacheUrl(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
 }
 
 function duration(value: string): number {

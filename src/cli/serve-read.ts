@@ -5,6 +5,7 @@ import { runDaemon } from '../http/daemon.js';
 import {
   addDaemonOptions,
   addStoreOptions,
+  cacheUrl,
   daemonOptionsFrom,
   option,
   parseInteger,
@@ -30,6 +31,11 @@ export function serveReadCommand(): Command {
         .default(DEFAULTS.cacheSize)
         .argParser(parseInteger(0)),
     )
+    .addOption(
+      option('--cache <url>', 'a Redis shared by every read node for not-catch-all answers: redis://HOST:PORT[/DB] or redis-cluster://HOST:PORT[,…]', 'SVC_CACHE').argParser(
+        cacheUrl,
+      ),
+    )
     .addOption(maxReadLagOption())
     .addOption(readTokenOption())
     .addOption(stateOption('the local copy of PREFIX.counts (rebuilt at every start)'))
@@ -40,7 +46,7 @@ export function serveReadCommand(): Command {
         if (options.workers > 1) throw new ValidationError('serve-read on a kafka:// store runs one process (--workers 1): start more read nodes instead');
       }
       await runDaemon(daemonOptionsFrom('serve-read', options, command), () =>
-        createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize, readToken: options.readToken }),
+        createReadApp({ ...storeOptionsFrom(options), threshold: options.threshold, cacheSize: options.cacheSize, cache: options.cache, readToken: options.readToken }),
       );
     });
 }

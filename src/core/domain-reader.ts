@@ -1,24 +1,51 @@
 import type { CounterStore } from '../store/counter-store.js';
 import { reportOf, type DomainReport } from './status.js';
 
-/** Answers status queries from a store, optionally through a cache of settled answers. */
+export interface SharedCacheStats {
+  hits: number;
+  misses: number;
+  /** Reads and writes that failed or timed out (a read that failed went to the store). */
+  errors: number;
+}
+
+/** `not catch-all` answers kept outside the process and shared by every read node (serve-read --cache). */
+export interface SharedAnswers {
+  /** The answer if the cache holds it; undefined on a miss or when the cache cannot be read. */
+  get(domain: string): Promise<DomainReport | undefined>;
+  /** Keeps the answer if it is `not catch-all`, in the background. */
+  offer(report: DomainReport): void;
+  readonly stats: SharedCacheStats;
+}
+
+/**
+ * Answers status queries from a store, optionally through a cache of settled answers in memory,
+ * then one shared by every read node.
+ */
 export class DomainReader {
   readonly #store: CounterStore;
   readonly #threshold: number;
   readonly #cache: SettledCache | undefined;
+  readonly #shared: SharedAnswers | undefined;
 
-  constructor(store: CounterStore, threshold: number, cacheSize = 0) {
+  constructor(store: CounterStore, threshold: number, cacheSize = 0, shared?: SharedAnswers) {
     this.#store = store;
     this.#threshold = threshold;
     this.#cache = cacheSize > 0 ? new SettledCache(cacheSize) : undefined;
+    this.#shared = shared;
   }
 
   /** `domain` must already be normalised. */
   async report(domain: string): Promise<DomainReport> {
     const cached = this.#cache?.get(domain);
     if (cached) return cached;
+    const shared = await this.#shared?.get(domain);
+    if (shared) {
+      this.#cache?.offer(shared);
+      return shared;
+    }
     const report = reportOf(domain, await this.#store.get(domain), this.#threshold);
     this.#cache?.offer(report);
+    this.#shared?.offer(report);
     return report;
   }
 

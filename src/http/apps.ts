@@ -74,21 +74,28 @@ export async function createIngestApp(options: IngestAppOptions): Promise<App> {
 export interface ReadAppOptions extends StoreOptions, Pick<TokenOptions, 'readToken'> {
   threshold: number;
   cacheSize: number;
+  /** A Redis shared by every read node for `not catch-all` answers (redis:// or redis-cluster://). */
+  cache?: string;
 }
 
-/** serve-read: status reads only, with a cache of answers that can no longer change. */
+/** serve-read: status reads only, with caches of answers that can no longer change. */
 export async function createReadApp(options: ReadAppOptions): Promise<App> {
-  const { cacheMetrics, createMetrics, journalMetrics } = await loadMetrics();
+  const { cacheMetrics, createMetrics, journalMetrics, sharedCacheMetrics } = await loadMetrics();
   const metrics = createMetrics();
   const opened = await openStore({ ...options, use: 'read', journalObserver: journalMetrics(metrics.registry) });
   const store = new WatchedStore(opened, metrics.store);
-  const reader = new DomainReader(store, options.threshold, options.cacheSize);
+  const shared = options.cache === undefined ? undefined : (await import('../store/redis/answer-cache.js')).openAnswerCache(options.cache);
+  const reader = new DomainReader(store, options.threshold, options.cacheSize, shared);
   if (reader.cacheStats) cacheMetrics(metrics.registry, () => reader.cacheStats!);
+  if (shared) sharedCacheMetrics(metrics.registry, shared.stats);
   return {
     listener: createRouter(
       [...healthRoutes(store), ...metricsRoutes(metrics), ...requireToken(statusRoutes(reader), options.readToken)],
       metrics.requests,
     ),
-    close: () => store.close(),
+    close: async () => {
+      await shared?.close();
+      await store.close();
+    },
   };
 }

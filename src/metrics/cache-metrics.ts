@@ -1,4 +1,5 @@
 import { Counter, Gauge, type Registry } from 'prom-client';
+import type { SharedCacheStats } from '../core/domain-reader.js';
 
 export interface CacheStats {
   hits: number;
@@ -42,4 +43,24 @@ export function cacheMetrics(registry: Registry, stats: () => CacheStats): void 
 function copy(counter: Counter, total: number): void {
   counter.reset();
   counter.inc(total);
+}
+
+/** The shared cache of serve-read --cache: hits, misses and failures, copied at scrape time as above. */
+export function sharedCacheMetrics(registry: Registry, stats: SharedCacheStats): void {
+  const registers = [registry];
+  const counters: Array<[keyof SharedCacheStats, string]> = [
+    ['hits', 'Status reads answered from the shared cache (--cache), after a miss of the in-memory one'],
+    ['misses', 'Status reads the shared cache did not hold (read from the store)'],
+    ['errors', 'Shared-cache reads and writes that failed or timed out (a failed read went to the store)'],
+  ];
+  for (const [field, help] of counters) {
+    new Counter({
+      name: `svc_shared_cache_${field}_total`,
+      help,
+      registers,
+      collect() {
+        copy(this, stats[field]);
+      },
+    });
+  }
 }

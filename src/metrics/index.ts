@@ -1,5 +1,5 @@
 /** The metrics a daemon wires in; imported on demand (prom-client takes a tenth of a second to load). */
-export { cacheMetrics } from './cache-metrics.js';
+export { cacheMetrics, sharedCacheMetrics } from './cache-metrics.js';
 export { serveClusterMetrics } from './cluster.js';
 export { engineGauges, ingestMetrics } from './ingest-metrics.js';
 export { journalMetrics } from './journal-metrics.js';
