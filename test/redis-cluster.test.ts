@@ -10,13 +10,13 @@ import { deferred } from './helpers/deferred.js';
 const line = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
 
 /** POSTs each body with its key until it is answered 200, from `clients` clients at once; returns every status seen per body. */
-async function postUntilDone(url: string, bodies: string[], clients: number, onProgress?: (next: number) => void): Promise<number[][]> {
+async function postUntilDone(url: string, bodies: string[], clients: number, onProgress?: (next: number) => void, attempts = 300): Promise<number[][]> {
   const answers: number[][] = bodies.map(() => []);
   let next = 0;
   const client = async () => {
     for (let b = next++; b < bodies.length; b = next++) {
       onProgress?.(b);
-      for (let attempt = 0; attempt < 300; attempt++) {
+      for (let attempt = 0; attempt < attempts; attempt++) {
         const status = await fetch(`${url}/events`, { method: 'POST', body: bodies[b], headers: { 'idempotency-key': `batch-${b}` } }).then(
           (res) => res.status,
           () => 0,
@@ -118,6 +118,29 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
       await daemon.stop('SIGKILL');
     }
   }, 90_000);
+
+  it('counts every keyed batch once when the master of the writers\' leases is down for longer than a lease, and clients retry', async () => {
+    flush();
+    const daemon = await startDaemon('serve-http', ['--store', cluster.url, '--store-timeout', '500ms']);
+    try {
+      const bodies = Array.from({ length: 200 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`w${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const { promise: middle, resolve: reached } = deferred();
+      const load = postUntilDone(daemon.url, bodies, 8, (b) => b === 40 && reached(), 1_000);
+      await middle;
+      // Its batches in flight have groups on that master too: they cannot finish while it is down,
+      // and the writer cannot renew its lease; both outlast LEASE_MS (15 s).
+      const victim = cluster.masterOf(WRITERS_KEY);
+      await victim.stop(true);
+      await new Promise((resolve) => setTimeout(resolve, 17_000));
+      await victim.restart();
+      const answers = await load;
+      expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      const expected = expectedOf(bodies);
+      expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await daemon.stop('SIGKILL');
+    }
+  }, 150_000);
 
   it('finishes the logged batch of a writer whose lease lapsed: the rest of its groups once, its key answered', async () => {
     flush();

@@ -1,8 +1,10 @@
+import { randomUUID } from 'node:crypto';
 import { InDoubtError, StoreUnavailableError } from '../../core/errors.js';
 import { log } from '../../log.js';
 import { isAnswer, isUnsent, runScript, type RedisCommands } from './commands.js';
 import { bucketOf, counterKey, guardKey, idempotencyKey, logKey, WRITERS_KEY } from './layout.js';
-import { APPLY, DROP_LEASE, STORE_KEY, TAKE_LEASE } from './scripts.js';
+import { CLAIM_LAPSE_MS } from './idempotency-keys.js';
+import { APPLY, DROP_LEASE, RENEW_LEASES, STORE_KEY, TAKE_LEASE } from './scripts.js';
 
 /** A writer silent this long is taken for dead, and its logged batches finished by another. */
 export const LEASE_MS = 15_000;
@@ -32,7 +34,10 @@ export interface LoggedBatch {
  */
 export class BatchLog {
   readonly #commands: RedisCommands;
-  readonly #writer: string;
+  /** This process's id as a writer: a new one if its lease was ever taken by another process. */
+  #writer: string;
+  /** The expiry this writer last set on its lease; undefined until it holds one. */
+  #leaseExpiry: number | undefined;
   readonly #name: string;
   readonly #deadlineMs: number;
   /** Keys of batches being applied here: their claims are not stale (see RedisKeys). */
@@ -69,9 +74,10 @@ export class BatchLog {
   async apply(batch: LoggedBatch): Promise<void> {
     await this.#register();
     if (!this.#fresh()) throw new StoreUnavailableError(`${this.#name}: this writer's lease could not be renewed in time; retry`);
+    const writer = this.#writer;
     const seq = this.#seq++;
     const payload = JSON.stringify(batch);
-    const logged = this.#commands.send(['HSET', logKey(this.#writer), String(seq), payload], logKey(this.#writer)).then(
+    const logged = this.#commands.send(['HSET', logKey(writer), String(seq), payload], logKey(writer)).then(
       () => true,
       (error: unknown) => {
         if (isUnsent(error) || isAnswer(error)) throw error;
@@ -86,12 +92,15 @@ export class BatchLog {
       for (const key of held) this.#held.delete(key);
       throw error;
     }
-    const done = this.#finish(this.#writer, seq, batch, logged);
+    const done = this.#finish(writer, seq, batch, logged);
     this.#completing.add(done);
-    void done.finally(() => {
-      this.#completing.delete(done);
-      for (const key of held) this.#held.delete(key);
-    }).catch(() => {});
+    const release = () => held.forEach((key) => this.#held.delete(key));
+    done.then(release, () => {
+      // Left to whoever took the lease: until the claims lapse, a retry must not take them as
+      // this process's own stale claims (it would count again what is partly counted).
+      setTimeout(release, CLAIM_LAPSE_MS).unref();
+    });
+    void done.finally(() => this.#completing.delete(done)).catch(() => {});
     let timer: NodeJS.Timeout | undefined;
     const deadline = new Promise<never>((_, reject) => {
       timer = setTimeout(() => reject(new InDoubtError(`${this.#name}: the batch is logged but not yet applied; it will be counted once, in the background`)), this.#deadlineMs);
@@ -139,15 +148,26 @@ export class BatchLog {
     for (const bucket of groups.keys()) void this.#commands.send(['DEL', guardKey(bucket, id)], guardKey(bucket, id)).catch(() => {});
   }
 
-  /** Retries `step` until it succeeds, unless the store is closed or the lease on `writer` lapsed. */
+  /**
+   * Retries `step` until it succeeds, for as long as this process holds the lease on `writer`'s
+   * log. While the lease is not fresh (Redis unreachable, or this process stalled), it waits: a
+   * step is only sent while no other process can take the lease, so two never finish one batch.
+   */
   async #untilDone<T>(writer: string, step: () => Promise<T>): Promise<T> {
     for (let attempt = 0; ; attempt++) {
-      try {
-        return await step();
-      } catch (error) {
-        if (this.#closed || !this.#fresh() || (writer !== this.#writer && !this.#recovering.has(writer))) throw error;
-        await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** attempt)));
+      // The batch is logged: whoever finishes it, it counts once. Until then, it is in doubt.
+      if (this.#closed) throw new InDoubtError(`${this.#name}: the store closed while a logged batch was being applied; the next writer finishes it`);
+      if (writer !== this.#writer && !this.#recovering.has(writer)) {
+        throw new InDoubtError(`${this.#name}: another process took over this batch's log (this one could not renew its lease in time) and finishes it`);
       }
+      if (this.#fresh()) {
+        try {
+          return await step();
+        } catch {
+          // Sent again once Redis answers (the step changes nothing the second time).
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, Math.min(1_000, 50 * 2 ** attempt)));
     }
   }
 
@@ -169,16 +189,43 @@ export class BatchLog {
     return this.#registered;
   }
 
+  /**
+   * Extends this writer's lease, and those of the dead writers it is finishing, each only if it
+   * still holds the expiry this process set (RENEW_LEASES): a lease that lapsed may have been
+   * taken by another process meanwhile. A recovery whose lease was taken stops; if this writer's
+   * own was taken, its logged batches are the taker's to finish, and it goes on under a new id.
+   */
   async #renew(): Promise<void> {
     const now = Date.now();
     const expiry = now + LEASE_MS;
-    const args = ['ZADD', WRITERS_KEY, String(expiry), this.#writer];
-    for (const writer of this.#recovering.keys()) {
-      args.push(String(expiry), writer);
-      this.#recovering.set(writer, expiry);
-    }
-    await this.#commands.send(args, WRITERS_KEY);
-    this.#lastRenewal = now;
+    const writers = [this.#writer, ...this.#recovering.keys()];
+    const held = [this.#leaseExpiry, ...this.#recovering.values()];
+    const args = writers.flatMap((writer, i) => [writer, held[i] === undefined ? '' : String(held[i])]);
+    const renewed = await runScript<number[]>(this.#commands, RENEW_LEASES, [WRITERS_KEY], [String(expiry), ...args]);
+    writers.forEach((writer, i) => {
+      if (i === 0) {
+        if (writer !== this.#writer) return; // Replaced while this renewal was in flight.
+        if (renewed[i] === 1) {
+          this.#leaseExpiry = expiry;
+          this.#lastRenewal = now;
+        } else {
+          this.#startOver();
+        }
+      } else if (this.#recovering.has(writer)) {
+        if (renewed[i] === 1) this.#recovering.set(writer, expiry);
+        else this.#recovering.delete(writer);
+      }
+    });
+  }
+
+  /** Another process took this writer's lease: batches from now on go to a new log, under a new lease. */
+  #startOver(): void {
+    log('warn', "this writer's lease lapsed and another process took over its batch log; going on under a new lease", { writer: this.#writer });
+    this.#writer = randomUUID();
+    this.#seq = 0;
+    this.#leaseExpiry = undefined;
+    this.#lastRenewal = 0;
+    void this.#renew().catch(() => {});
   }
 
   /** Finishes, one writer at a time, the logs of writers whose lease lapsed. */

@@ -91,6 +91,27 @@ return 0
 `);
 
 /**
+ * Extends writers' leases in the sorted set KEYS[1] to ARGV[1], each only if it still has the
+ * expiry its holder set (ARGV pairs after the first: writer, expiry; an empty expiry for a writer
+ * taking its first lease, which must not exist yet). One 1 (extended) or 0 per writer.
+ */
+export const RENEW_LEASES = script(`
+local out = {}
+for i = 2, #ARGV, 2 do
+  local current = redis.call('ZSCORE', KEYS[1], ARGV[i])
+  local ours
+  if ARGV[i + 1] == '' then ours = not current else ours = current and tonumber(current) == tonumber(ARGV[i + 1]) end
+  if ours then
+    redis.call('ZADD', KEYS[1], ARGV[1], ARGV[i])
+    out[#out + 1] = 1
+  else
+    out[#out + 1] = 0
+  end
+end
+return out
+`);
+
+/**
  * Takes a writer's lease in the sorted set KEYS[1] if its expiry is still ARGV[2] (the one seen);
  * 1 if taken. Expiries are compared as numbers: a score's text differs between clients.
  */
