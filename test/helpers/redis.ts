@@ -37,8 +37,10 @@ async function waitForPing(port: number, timeoutMs: number): Promise<void> {
 }
 
 /**
- * A redis-server of its own on a free port, with AOF on (appendfsync everysec) in a temporary
- * directory. `extra` adds configuration (`--cluster-enabled yes`, …).
+ * A redis-server of its own on a free port, with AOF on in a temporary directory, `appendfsync
+ * always`: the tests kill redis-server and expect nothing acknowledged lost, which everysec does not
+ * promise on a busy disk (Redis then holds its AOF write back for up to 2 s and answers meanwhile).
+ * `extra` adds configuration (`--cluster-enabled yes`, …).
  */
 export async function startRedis({ port, extra = [] }: { port?: number; extra?: string[] } = {}): Promise<RedisServer> {
   port ??= await freePort();
@@ -47,7 +49,7 @@ export async function startRedis({ port, extra = [] }: { port?: number; extra?: 
   const start = async () => {
     child = spawn(
       REDIS_SERVER,
-      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--loglevel', 'warning', ...extra],
+      ['--port', String(port), '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'always', '--save', '', '--loglevel', 'warning', ...extra],
       { stdio: 'ignore' },
     );
     await waitForPing(port!, 15_000);

@@ -34,8 +34,12 @@ export async function serverNotes(commands: RedisCommands, cluster: boolean): Pr
   const persistence = info(await commands.send<string>(['INFO', 'persistence']));
   if (persistence.get('aof_enabled') === '1') {
     const fsync = await config(commands, 'appendfsync');
-    const loses = fsync === 'always' ? 'nothing acknowledged' : fsync === 'no' ? 'up to ~30 s (the kernel flushes)' : 'up to ~1 s';
-    notes.push(`AOF on (appendfsync ${fsync ?? 'unknown'}): a crash of Redis loses nothing acknowledged; a power loss ${loses}`);
+    // everysec: while a background fsync runs, Redis holds its AOF write back for up to 2 s and
+    // answers meanwhile, so even a crash of Redis (kill -9) can lose what it acknowledged then.
+    const crash = fsync === 'everysec' ? 'up to ~2 s of acknowledged writes when the disk is slow (Redis answers while it holds its AOF write back behind a running fsync)' : 'nothing acknowledged';
+    const power = fsync === 'always' ? 'nothing acknowledged' : fsync === 'no' ? 'up to ~30 s (the kernel flushes)' : 'up to ~2 s';
+    const advice = fsync === 'always' ? '' : '; appendfsync always loses nothing acknowledged';
+    notes.push(`AOF on (appendfsync ${fsync ?? 'unknown'}): a crash of Redis loses ${crash}; a power loss ${power}${advice}`);
   } else {
     notes.push(
       'WARNING: AOF is off (appendonly no): a crash or restart of Redis loses every count since its last RDB snapshot. Turn it on: CONFIG SET appendonly yes, and appendonly yes in redis.conf',
