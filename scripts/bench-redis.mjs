@@ -2,9 +2,10 @@
 // Ingestion into Redis and a Redis Cluster through `svc serve-http`, next to the embedded store and
 // to the ceiling, all in the same run: the same Lua batch script svc sends (dist/store/redis/scripts.js),
 // driven by a bare node-redis client with nothing else. Starts its own redis-server processes
-// (AOF on, appendfsync everysec) on free ports. Prints one table; writes bench/results/redis-<date>.json.
+// (AOF on, appendfsync everysec unless --appendfsync always) on free ports. Prints one table; writes
+// bench/results/redis-<date>.json.
 //
-//   node scripts/bench-redis.mjs [--seconds 10] [--domains 100000] [--batch 1000] [--connections 64] [--masters 3]
+//   node scripts/bench-redis.mjs [--seconds 10] [--domains 100000] [--batch 1000] [--connections 64] [--masters 3] [--appendfsync everysec|always]
 //
 // The load generator (undici, in this process) shares the cores with the servers: the figures are
 // what this box sustains with everything on it, compared as ratios within the run.
@@ -27,6 +28,7 @@ const { values } = parseArgs({
     batch: { type: 'string', default: '1000' },
     connections: { type: 'string', default: '64' },
     masters: { type: 'string', default: '3' },
+    appendfsync: { type: 'string', default: 'everysec' },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -34,6 +36,8 @@ const DOMAINS = Number(values.domains);
 const BATCH = Number(values.batch);
 const CONNECTIONS = Number(values.connections);
 const MASTERS = Number(values.masters);
+const APPENDFSYNC = values.appendfsync;
+if (!['everysec', 'always'].includes(APPENDFSYNC)) throw new Error('--appendfsync: everysec or always');
 const root = new URL('..', import.meta.url).pathname;
 const svc = join(root, 'bin/svc.js');
 const log = (...args) => console.error('bench-redis:', ...args);
@@ -54,7 +58,7 @@ try {
   const result = {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version, redis: spawnSync('redis-server', ['--version'], { encoding: 'utf8' }).stdout.trim() },
-    settings: { seconds: SECONDS, domains: DOMAINS, batch: BATCH, connections: CONNECTIONS, masters: MASTERS },
+    settings: { seconds: SECONDS, domains: DOMAINS, batch: BATCH, connections: CONNECTIONS, masters: MASTERS, appendfsync: APPENDFSYNC },
   };
   log('the ceiling: the APPLY script from a bare client, 4 batches in flight');
   result.ceiling = await bareScript(single.url);
@@ -86,7 +90,7 @@ try {
     postRedisInFlight4ToCeiling: result.post['redis --max-in-flight 4'].eventsPerSecond / result.ceiling.eventsPerSecond,
   };
   const n = (x) => Math.round(x).toLocaleString('en');
-  console.log(`\nRedis bench ${result.date.slice(0, 10)}: ${result.machine.cores} cores, ${result.machine.redis.split(' ').slice(0, 3).join(' ')}; AOF everysec; ${DOMAINS.toLocaleString('en')} domains; load generator on the same cores`);
+  console.log(`\nRedis bench ${result.date.slice(0, 10)}: ${result.machine.cores} cores, ${result.machine.redis.split(' ').slice(0, 3).join(' ')}; AOF ${APPENDFSYNC}; ${DOMAINS.toLocaleString('en')} domains; load generator on the same cores`);
   console.log('\n| path | events/s | vs |');
   console.log('|---|---|---|');
   console.log(`| ceiling: APPLY script of ${BATCH}-event batches from a bare node-redis client | ${n(result.ceiling.eventsPerSecond)} | ${n(result.ceiling.incrementsPerSecond)} domain increments/s |`);
@@ -210,7 +214,7 @@ async function freePort() {
 async function startRedis(extra = []) {
   const port = await freePort();
   const dir = mkdtempSync(join(work, 'redis-'));
-  const child = spawn('redis-server', ['--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', 'everysec', '--save', '', '--loglevel', 'warning', ...extra].map(String), { stdio: 'ignore' });
+  const child = spawn('redis-server', ['--port', port, '--bind', '127.0.0.1', '--dir', dir, '--appendonly', 'yes', '--appendfsync', APPENDFSYNC, '--save', '', '--loglevel', 'warning', ...extra].map(String), { stdio: 'ignore' });
   servers.push(child);
   const cli = (...args) => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).stdout.trim();
   while (cli('PING') !== 'PONG') await sleep(50);
