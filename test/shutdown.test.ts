@@ -6,8 +6,12 @@ import { expectNothingAcknowledgedLost, makeEvents, putEvents, tally, type TestE
 import { parsePrometheus, sampleValue } from './helpers/prometheus.js';
 import { logLines, startDaemon, storedCounts, tempDir, type Daemon } from './helpers/svc.js';
 
-/** A short lease, so that a journal left by a killed process is taken over within the test. */
-const LEASE = ['--journal-lease', '1s'];
+/**
+ * A short lease, so that a journal left by a killed process is taken over within the test; not so
+ * short that a renewal late on a loaded machine (two CPU hogs beside the suite) refuses a batch
+ * with 503 (seen with 1 s).
+ */
+const LEASE = ['--journal-lease', '3s'];
 
 /** The pids of the processes that serve requests: the workers, or the daemon itself. */
 function servingPids(daemon: Daemon): number[] {
