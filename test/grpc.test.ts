@@ -530,7 +530,7 @@ describe('svc serve-grpc idempotency keys', () => {
     } finally {
       first.close();
       second.close();
-      for (const daemon of [slow, other, httpDaemon]) expect(await daemon.stop()).toBe(0);
+      for (const daemon of [slow, other, httpDaemon]) expect(await daemon.stop(), daemon.output()).toBe(0);
     }
   });
 });

@@ -77,7 +77,13 @@ export function startDaemon(
     detached: group,
   });
   let output = '';
-  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const exited = new Promise<number | null>((resolve) =>
+    child.on('exit', (code, signal) => {
+      // How it ended, for the output a failing test prints.
+      output += `[${command} exited: code ${code}, signal ${signal}]\n`;
+      resolve(code);
+    }),
+  );
   child.stderr!.on('data', (chunk) => (output += chunk));
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => reject(new Error(`${command} did not start:\n${output}`)), 20_000);
