@@ -1,8 +1,9 @@
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { chromium, type Browser } from 'playwright-core';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { renderHtmlReport } from '../src/loadtest/html-report.js';
 import { startServer, type TestServer } from './helpers/loadtest-servers.js';
 import { runSvc, startDaemon, tempDir, type Daemon } from './helpers/svc.js';
 
@@ -147,6 +148,17 @@ describe.skipIf(!haveBrowser && !process.env.CI)('svc loadtest --report and --fi
     for (const value of offered!) expect(value).toBeLessThanOrEqual(210);
     expect(achieved).toHaveLength(3);
   }, 90_000);
+
+  it('draws every step of a capacity search, rates tried twice at either end included', async () => {
+    // Seen beside two CPU hogs: one point of a rate tried twice fell outside the plot.
+    const step = (rps: number, p50Ms: number, passed = true) => ({ rps, achievedRps: rps, p50Ms, p95Ms: p50Ms * 4, p99Ms: p50Ms * 9, errorRate: 0, passed });
+    const steps = [step(100, 0.9), step(100, 0.05), step(150, 1.3), step(225, 0.8), step(310, 0.55), step(310, 0.35), step(338, 60, false), step(338, 0.02, false)];
+    const file = join(dir.path, 'search.html');
+    writeFileSync(file, renderHtmlReport({ title: 'a search', searches: [{ title: 'tried twice', steps }] }));
+    const { charts, errors } = await open(file, 'search.png');
+    expect(errors).toEqual([]);
+    expectDrawn(charts.find((chart) => chart.id === 'search0')!, 2);
+  });
 
   it('finds the highest rate that meets the gates, and draws latency against rate', async () => {
     const file = join(dir.path, 'find-max.html');

@@ -166,12 +166,19 @@ const CLIENT_SCRIPT = `
     kinds.map((kind) => ({ label: /^[0-9]+$/.test(kind) ? 'HTTP ' + kind : kind, values: data.timeline.map((s) => s.outcomes[kind] || 0) })));
   for (const search of data.searches) {
     const steps = search.steps.slice().sort((a, b) => a.rps - b.rps);
-    draw(search.id, search.title + ': latency (ms) against offered rate', 'offered requests/s', 'ms', steps.map((s) => s.rps), [
+    // Explicit ranges over every point: a rate the search tried twice is two points at one x, and
+    // uPlot's own range, taken over the x window it finds by bisection, can leave one of them out.
+    const latencies = steps.flatMap((s) => [s.p50Ms, s.p95Ms, s.p99Ms]).filter((v) => v > 0);
+    const rates = steps.map((s) => s.rps);
+    const low = Math.min.apply(null, rates), high = Math.max.apply(null, rates), pad = Math.max(1, (high - low) * 0.03);
+    const xRange = () => [low - pad, high + pad];
+    const yRange = () => (latencies.length > 0 ? uPlot.rangeLog(Math.min.apply(null, latencies), Math.max.apply(null, latencies), 10, false) : [0.1, 1]);
+    draw(search.id, search.title + ': latency (ms) against offered rate', 'offered requests/s', 'ms', rates, [
       { label: 'p50', values: steps.map((s) => positive(s.p50Ms)) },
       { label: 'p95', values: steps.map((s) => positive(s.p95Ms)) },
       { label: 'p99', values: steps.map((s) => positive(s.p99Ms)) },
       { label: 'p95 of a step that failed a gate', values: steps.map((s) => (s.passed ? null : positive(s.p95Ms))), style: { stroke: '#cf222e', paths: () => null, points: { show: true, size: 9, fill: '#cf222e' } } },
-    ], { scales: { x: { time: false }, y: { distr: 3 } }, axes: [{ label: 'offered requests/s' }, { label: 'ms', size: 60 }] });
+    ], { scales: { x: { time: false, range: xRange }, y: { distr: 3, range: yRange } }, axes: [{ label: 'offered requests/s' }, { label: 'ms', size: 60 }] });
   }
 })();
 `;
