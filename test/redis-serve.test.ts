@@ -209,7 +209,8 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc on Redis with a replica and
   it('acknowledges only once the replica has the write: 503 in doubt while it lags, 204 again once it is back', async () => {
     const master = await startRedis();
     const replica = await startRedis({ extra: ['--replicaof', '127.0.0.1', String(master.port)] });
-    const daemon = await startDaemon('serve-http', ['--store', master.url, '--redis-wait', '1', '--store-timeout', '500ms']);
+    // 2 s: on a machine this loaded (two CPU hogs, fsync always), a healthy replica took over 500 ms to confirm.
+    const daemon = await startDaemon('serve-http', ['--store', master.url, '--redis-wait', '1', '--store-timeout', '2s']);
     try {
       await until(async () => replica.cli('INFO', 'replication'), (info) => /master_link_status:up/.test(info), 10_000);
       expect(await put(daemon.url, 'waited.example')).toBe(204);
