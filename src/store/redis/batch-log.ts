@@ -47,6 +47,7 @@ export class BatchLog {
   #seq = 0;
   #registered: Promise<void> | undefined;
   #lastRenewal = 0;
+  #renewing: Promise<void> | undefined;
   #timers: NodeJS.Timeout[] = [];
   /** Dead writers whose logs this process is finishing, with the lease expiry it set. */
   readonly #recovering = new Map<string, number>();
@@ -195,7 +196,14 @@ export class BatchLog {
    * taken by another process meanwhile. A recovery whose lease was taken stops; if this writer's
    * own was taken, its logged batches are the taker's to finish, and it goes on under a new id.
    */
-  async #renew(): Promise<void> {
+  #renew(): Promise<void> {
+    // One at a time: two in flight would both expect the same expiry, and the second, finding the
+    // first's, would take the lease for taken.
+    this.#renewing ??= this.#renewOnce().finally(() => (this.#renewing = undefined));
+    return this.#renewing;
+  }
+
+  async #renewOnce(): Promise<void> {
     const now = Date.now();
     const expiry = now + LEASE_MS;
     const writers = [this.#writer, ...this.#recovering.keys()];
@@ -225,7 +233,8 @@ export class BatchLog {
     this.#seq = 0;
     this.#leaseExpiry = undefined;
     this.#lastRenewal = 0;
-    void this.#renew().catch(() => {});
+    // Registers the new id once the renewal that found the lease taken is over.
+    setImmediate(() => void this.#renew().catch(() => {}));
   }
 
   /** Finishes, one writer at a time, the logs of writers whose lease lapsed. */
