@@ -1,21 +1,12 @@
 import { describe, expect, inject, it } from 'vitest';
 import { startFerretDb, freePort } from './helpers/ferretdb.js';
-import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally, type TestEvent } from './helpers/http.js';
+import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally, until, type TestEvent } from './helpers/http.js';
 import { dropDatabase, isFerretDb, uniqueDatabaseUri } from './helpers/mongodb.js';
 import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
 import { deferred } from './helpers/deferred.js';
 
 const serverUri = inject('mongodbUri');
 const ferretdbBinary = inject('ferretdbBinary');
-
-async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (accept(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 200));
-  }
-}
 
 const put = (url: string, domain: string) =>
   fetch(`${url}/events/${domain}/delivered`, { method: 'PUT' }).then(

@@ -1,13 +1,12 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { openStore } from '../src/store/open-store.js';
 import { bucketOf, counterKey, guardKey, idempotencyKey, logKey, WRITERS_KEY } from '../src/store/redis/layout.js';
-import { makeEvents, putEvents, tally } from './helpers/http.js';
+import { eventLine, makeEvents, putEvents, tally, tallyBodies } from './helpers/http.js';
 import { hasRedis, startRedisCluster, type RedisCluster } from './helpers/redis.js';
 import { counterStoreContract } from './helpers/store-contract.js';
 import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
 import { deferred } from './helpers/deferred.js';
 
-const line = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
 
 /** POSTs each body with its key until it is answered 200, from `clients` clients at once; returns every status seen per body. */
 async function postUntilDone(url: string, bodies: string[], clients: number, onProgress?: (next: number) => void, attempts = 300): Promise<number[][]> {
@@ -29,19 +28,6 @@ async function postUntilDone(url: string, bodies: string[], clients: number, onP
   };
   await Promise.all(Array.from({ length: clients }, client));
   return answers;
-}
-
-function expectedOf(bodies: string[]): Map<string, { delivered: number; bounced: number }> {
-  const expected = new Map<string, { delivered: number; bounced: number }>();
-  for (const body of bodies) {
-    for (const text of body.trim().split('\n')) {
-      const { domain, type } = JSON.parse(text) as { domain: string; type: 'delivered' | 'bounced' };
-      const counts = expected.get(domain) ?? { delivered: 0, bounced: 0 };
-      counts[type]++;
-      expected.set(domain, counts);
-    }
-  }
-  return expected;
 }
 
 describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () => {
@@ -76,7 +62,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     try {
       const a = makeEvents(800, 50, 31);
       const b = makeEvents(800, 50, 32);
-      const bodies = Array.from({ length: 20 }, (_, i) => Array.from({ length: 40 }, (_, j) => line(`d${(i * 13 + j) % 50}.example.com`, j % 5 === 0 ? 'bounced' : 'delivered')).join(''));
+      const bodies = Array.from({ length: 20 }, (_, i) => Array.from({ length: 40 }, (_, j) => eventLine(`d${(i * 13 + j) % 50}.example.com`, j % 5 === 0 ? 'bounced' : 'delivered')).join(''));
       const [sa, sb, posts] = await Promise.all([
         putEvents(first.url, a, 8),
         putEvents(second.url, b, 8),
@@ -85,7 +71,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
       expect([...sa, ...sb].every((s) => s === 204)).toBe(true);
       expect(posts.every((s) => s === 200)).toBe(true);
       const expected = tally([...a, ...b]);
-      for (const [domain, counts] of expectedOf(bodies)) {
+      for (const [domain, counts] of tallyBodies(bodies)) {
         const sum = expected.get(domain) ?? { delivered: 0, bounced: 0 };
         expected.set(domain, { delivered: sum.delivered + counts.delivered, bounced: sum.bounced + counts.bounced });
       }
@@ -100,7 +86,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     const daemon = await startDaemon('serve-http', ['--store', cluster.url, '--store-timeout', '500ms']);
     try {
       // Each body spans every master: its domains fall into many hash-tag groups.
-      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`k${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => eventLine(`k${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
       const { promise: middle, resolve: reached } = deferred();
       const load = postUntilDone(daemon.url, bodies, 8, (b) => b === 80 && reached());
       await middle;
@@ -112,7 +98,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
       expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
       // The outage was seen: some requests were refused or left in doubt, and retried.
       expect(answers.some((statuses) => statuses.length > 1)).toBe(true);
-      const expected = expectedOf(bodies);
+      const expected = tallyBodies(bodies);
       expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
     } finally {
       await daemon.stop('SIGKILL');
@@ -123,7 +109,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     flush();
     const daemon = await startDaemon('serve-http', ['--store', cluster.url, '--store-timeout', '500ms']);
     try {
-      const bodies = Array.from({ length: 200 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`w${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const bodies = Array.from({ length: 200 }, (_, b) => Array.from({ length: 50 }, (_, i) => eventLine(`w${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
       const { promise: middle, resolve: reached } = deferred();
       const load = postUntilDone(daemon.url, bodies, 8, (b) => b === 40 && reached(), 1_000);
       await middle;
@@ -135,7 +121,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
       await victim.restart();
       const answers = await load;
       expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
-      const expected = expectedOf(bodies);
+      const expected = tallyBodies(bodies);
       expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
     } finally {
       await daemon.stop('SIGKILL');
@@ -186,7 +172,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
     const first = await startDaemon('serve-http', ['--store', cluster.url]);
     const second = await startDaemon('serve-http', ['--store', cluster.url]);
     try {
-      const bodies = Array.from({ length: 400 }, (_, b) => Array.from({ length: 40 }, (_, i) => line(`s${(b * 11 + i) % 300}.example`, i % 7 === 0 ? 'bounced' : 'delivered')).join(''));
+      const bodies = Array.from({ length: 400 }, (_, b) => Array.from({ length: 40 }, (_, i) => eventLine(`s${(b * 11 + i) % 300}.example`, i % 7 === 0 ? 'bounced' : 'delivered')).join(''));
       const { promise: middle, resolve: reached } = deferred();
       // Clients switch to the second daemon once the first stops answering.
       let target = first.url;
@@ -217,7 +203,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
       const deadline = Date.now() + 30_000;
       while (lapsedLeases() !== '' && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 500));
       expect(lapsedLeases()).toBe('');
-      const expected = expectedOf(bodies);
+      const expected = tallyBodies(bodies);
       expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
     } finally {
       await Promise.all([first.stop('SIGKILL'), second.stop()]);

@@ -1,26 +1,16 @@
 import { readFileSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort } from './helpers/ferretdb.js';
-import { expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally } from './helpers/http.js';
+import { eventLine, expectNothingAcknowledgedLost, getJson, makeEvents, putEvents, tally, tallyBodies, until } from './helpers/http.js';
 import { hasRedis, startRedis, type RedisServer } from './helpers/redis.js';
 import { runSvc, startDaemon, storedCounts } from './helpers/svc.js';
 import { deferred } from './helpers/deferred.js';
-
-async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await probe();
-    if (accept(value) || Date.now() > deadline) return value;
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const put = (url: string, domain: string) =>
   fetch(`${url}/events/${domain}/delivered`, { method: 'PUT' }).then(
     (res) => res.status,
     () => 0,
   );
-const line = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
 
 describe.skipIf(!hasRedis() && !process.env.CI)('svc on Redis', () => {
   let server: RedisServer;
@@ -41,7 +31,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc on Redis', () => {
     try {
       const events = makeEvents(600, 40, 3);
       expect((await putEvents(writer.url, events, 16)).every((s) => s === 204)).toBe(true);
-      const post = await fetch(`${writer.url}/events`, { method: 'POST', body: line('batch.example', 'bounced').repeat(3) });
+      const post = await fetch(`${writer.url}/events`, { method: 'POST', body: eventLine('batch.example', 'bounced').repeat(3) });
       expect(post.status).toBe(200);
       const expected = tally([...events, ...Array.from({ length: 3 }, () => ({ domain: 'batch.example', type: 'bounced' as const }))]);
       expect(await storedCounts(store, [...expected.keys()])).toEqual(expected);
@@ -164,7 +154,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc when Redis goes away (redis
     const server = await startRedis();
     const daemon = await startDaemon('serve-http', ['--store', server.url, '--store-timeout', '500ms']);
     try {
-      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => line(`k${(b * 7 + i) % 120}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => eventLine(`k${(b * 7 + i) % 120}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
       const answers: number[][] = bodies.map(() => []);
       let next = 0;
       const client = async () => {
@@ -188,15 +178,7 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc when Redis goes away (redis
       await clients;
       expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
       expect(answers.some((statuses) => statuses.length > 1)).toBe(true);
-      const expected = new Map<string, { delivered: number; bounced: number }>();
-      for (const body of bodies) {
-        for (const text of body.trim().split('\n')) {
-          const { domain, type } = JSON.parse(text) as { domain: string; type: 'delivered' | 'bounced' };
-          const counts = expected.get(domain) ?? { delivered: 0, bounced: 0 };
-          counts[type]++;
-          expected.set(domain, counts);
-        }
-      }
+      const expected = tallyBodies(bodies);
       expect(await storedCounts(server.url, [...expected.keys()])).toEqual(expected);
     } finally {
       await daemon.stop('SIGKILL');

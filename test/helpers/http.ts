@@ -92,3 +92,21 @@ export function expectNothingAcknowledgedLost(counted: Tally, acknowledged: Tall
     expect(c.bounced, domain).toBeLessThanOrEqual(sentCounts.bounced);
   }
 }
+
+/** Probes until `accept` takes the value or `timeoutMs` passed; returns the last value (the caller asserts on it). */
+export async function until<T>(probe: () => Promise<T>, accept: (value: T) => boolean, timeoutMs: number): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = await probe();
+    if (accept(value) || Date.now() > deadline) return value;
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+}
+
+/** One NDJSON line of a POST /events body. */
+export const eventLine = (domain: string, type: 'delivered' | 'bounced') => JSON.stringify({ domain, type }) + '\n';
+
+/** The counts per domain of NDJSON bodies, as they should be stored once each body is counted once. */
+export function tallyBodies(bodies: string[]): Tally {
+  return tally(bodies.flatMap((body) => body.trim().split('\n').map((text) => JSON.parse(text) as TestEvent)));
+}
