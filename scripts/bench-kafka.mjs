@@ -3,7 +3,7 @@
 // test broker (scripts/kafka). Prints a table and writes bench/results/kafka-<date>.json.
 //
 //   node scripts/bench-kafka.mjs [--seconds 8] [--events 1000000] [--domains 1000000] [--partitions 4]
-//                                [--restore-domains 1000000] [--probes 200]
+//                                [--restore-domains 1000000] [--probes 200] [--only put,materialize,lag,restore]
 //
 // 1. single-event PUTs/s through serve-http on Kafka, against the same serve-http on the embedded
 //    store (wrk, 32 connections, uniform domains);
@@ -13,7 +13,8 @@
 // 3. lag from a PUT's acknowledgement to the event being visible on serve-read (P50, P99), with
 //    a paced background load of about half the PUT rate of (1);
 // 4. restore: one partition of `--restore-domains` domains in PREFIX.counts, restored by a
-//    materializer given it, and by a serve-read starting (domains/s).
+//    materializer given it, and by a serve-read starting (domains/s), against the ceiling of
+//    reading the partition with a bare kafkajs consumer that does nothing with the records.
 // The broker, wrk and the loaders share the machine's cores with what is measured: ratios are
 // more telling than absolute figures, and a 2-core machine cannot show a clean 2x.
 import { execFileSync, spawn } from 'node:child_process';
@@ -35,6 +36,8 @@ const { values } = parseArgs({
     partitions: { type: 'string', default: '4' },
     'restore-domains': { type: 'string', default: '1000000' },
     probes: { type: 'string', default: '200' },
+    // A subset of the steps, e.g. `--only restore` while working on one of them; the table has their rows only.
+    only: { type: 'string', default: 'put,materialize,lag,restore' },
     out: { type: 'string' },
   },
 });
@@ -44,6 +47,8 @@ const DOMAINS = Number(values.domains);
 const PARTITIONS = Number(values.partitions);
 const RESTORE_DOMAINS = Number(values['restore-domains']);
 const PROBES = Number(values.probes);
+const STEPS = new Set(values.only.split(','));
+for (const step of STEPS) if (!['put', 'materialize', 'lag', 'restore'].includes(step)) throw new Error(`--only: no step ${step} (put, materialize, lag, restore)`);
 const root = new URL('..', import.meta.url).pathname;
 const SVC = join(root, 'bin/svc.js');
 const { partitionOf } = await import(join(root, 'dist/kafka/partitioner.js'));
@@ -63,38 +68,48 @@ let step = 0;
 const dir = () => join(work, `d${step++}`);
 
 try {
-  const put = await putRates();
-  console.error(`PUT: kafka ${fmt(put.kafka.okRps)}/s, embedded ${fmt(put.embedded.okRps)}/s`);
-  const one = await materializeRate('one', [[0]]);
-  console.error(`materialize, one member on core 0: ${fmt(one.eventsPerSecond)} events/s`);
-  const two = await materializeRate('two', [[0], [1]]);
-  console.error(`materialize, two members on cores 0 and 1: ${fmt(two.eventsPerSecond)} events/s`);
-  const lag = await lagProbe(put.kafka.okRps / 2);
-  console.error(`lag: P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`);
-  const restore = await restoreRates();
-  console.error(`restore: materializer ${fmt(restore.materializer.domainsPerSecond)} domains/s, serve-read ${fmt(restore.serveRead.domainsPerSecond)} domains/s`);
+  const put = STEPS.has('put') || STEPS.has('lag') ? await putRates() : undefined;
+  if (put) console.error(`PUT: kafka ${fmt(put.kafka.okRps)}/s, embedded ${fmt(put.embedded.okRps)}/s`);
+  const one = STEPS.has('materialize') ? await materializeRate('one', [[0]]) : undefined;
+  if (one) console.error(`materialize, one member on core 0: ${fmt(one.eventsPerSecond)} events/s`);
+  const two = STEPS.has('materialize') ? await materializeRate('two', [[0], [1]]) : undefined;
+  if (two) console.error(`materialize, two members on cores 0 and 1: ${fmt(two.eventsPerSecond)} events/s`);
+  const lag = STEPS.has('lag') ? await lagProbe(put.kafka.okRps / 2) : undefined;
+  if (lag) console.error(`lag: P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`);
+  const restore = STEPS.has('restore') ? await restoreRates() : undefined;
+  if (restore) console.error(`restore: materializer ${fmt(restore.materializer.domainsPerSecond)} domains/s, serve-read ${fmt(restore.serveRead.domainsPerSecond)} domains/s`);
 
   const result = {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
     broker: 'kfake (scripts/kafka), 1 broker',
-    settings: { seconds: SECONDS, events: EVENTS, domains: DOMAINS, partitions: PARTITIONS, restoreDomains: RESTORE_DOMAINS, probes: PROBES },
-    put: { ...put, ratio: put.kafka.okRps / put.embedded.okRps },
-    materialize: { one, two, ratio: two.eventsPerSecond / one.eventsPerSecond },
+    settings: { seconds: SECONDS, events: EVENTS, domains: DOMAINS, partitions: PARTITIONS, restoreDomains: RESTORE_DOMAINS, probes: PROBES, steps: [...STEPS] },
+    put: put && STEPS.has('put') ? { ...put, ratio: put.kafka.okRps / put.embedded.okRps } : undefined,
+    materialize: one && two ? { one, two, ratio: two.eventsPerSecond / one.eventsPerSecond } : undefined,
     lag,
     restore,
   };
   const rows = [
-    ['single-event PUT, serve-http on Kafka', `${fmt(put.kafka.okRps)} events/s`, `embedded store ${fmt(put.embedded.okRps)}`, ratio(result.put.ratio)],
-    ['one materializer (taskset core 0)', `${fmt(one.eventsPerSecond)} events/s`, `${fmt(one.measuredEvents)} of ${fmt(EVENTS)} events, ${fmt(DOMAINS)} domains`, ''],
-    ['two materializers (cores 0, 1)', `${fmt(two.eventsPerSecond)} events/s`, 'one materializer', ratio(result.materialize.ratio)],
-    ['materializer CPU: events per CPU-second', `one: ${fmt(one.eventsPerCpuSecond)}, two: ${fmt(two.eventsPerCpuSecond)}`, 'one member', ratio(two.eventsPerCpuSecond / one.eventsPerCpuSecond)],
-    [`lag ack → visible on serve-read (load ${fmt(lag.backgroundRps)}/s)`, `P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`, `${lag.samples} probes`, ''],
-    [`restore ${fmt(RESTORE_DOMAINS)} domains, materializer`, `${fmt(restore.materializer.domainsPerSecond)} domains/s`, `${restore.materializer.seconds.toFixed(2)} s`, ''],
-    [`restore ${fmt(RESTORE_DOMAINS)} domains, serve-read`, `${fmt(restore.serveRead.domainsPerSecond)} domains/s`, `${restore.serveRead.seconds.toFixed(2)} s`, ''],
+    ...(result.put ? [['single-event PUT, serve-http on Kafka', `${fmt(put.kafka.okRps)} events/s`, `embedded store ${fmt(put.embedded.okRps)}`, ratio(result.put.ratio)]] : []),
+    ...(result.materialize
+      ? [
+          ['one materializer (taskset core 0)', `${fmt(one.eventsPerSecond)} events/s`, `${fmt(one.measuredEvents)} of ${fmt(EVENTS)} events, ${fmt(DOMAINS)} domains`, ''],
+          ['two materializers (cores 0, 1)', `${fmt(two.eventsPerSecond)} events/s`, 'one materializer', ratio(result.materialize.ratio)],
+          ['materializer CPU: events per CPU-second', `one: ${fmt(one.eventsPerCpuSecond)}, two: ${fmt(two.eventsPerCpuSecond)}`, 'one member', ratio(two.eventsPerCpuSecond / one.eventsPerCpuSecond)],
+        ]
+      : []),
+    ...(lag ? [[`lag ack → visible on serve-read (load ${fmt(lag.backgroundRps)}/s)`, `P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`, `${lag.samples} probes`, '']] : []),
+    ...(restore
+      ? [
+          [`read ${fmt(RESTORE_DOMAINS)} counts records, bare kafkajs consumer`, `${fmt(restore.bareRead.domainsPerSecond)} records/s`, `${restore.bareRead.seconds.toFixed(2)} s, nothing written`, ''],
+          [`restore ${fmt(RESTORE_DOMAINS)} domains, materializer`, `${fmt(restore.materializer.domainsPerSecond)} domains/s`, `${restore.materializer.seconds.toFixed(2)} s; bare read`, ratio(restore.materializer.domainsPerSecond / restore.bareRead.domainsPerSecond)],
+          [`restore ${fmt(RESTORE_DOMAINS)} domains, serve-read`, `${fmt(restore.serveRead.domainsPerSecond)} domains/s`, `${restore.serveRead.seconds.toFixed(2)} s from spawn to ready; bare read`, ratio(restore.serveRead.domainsPerSecond / restore.bareRead.domainsPerSecond)],
+        ]
+      : []),
   ];
   console.log(['| measure | figure | compared with | ratio |', '|---|---|---|---|', ...rows.map((r) => `| ${r.join(' | ')} |`)].join('\n'));
-  const out = values.out ?? join(root, 'bench/results', `kafka-${result.date.slice(0, 10)}.json`);
+  const part = STEPS.size === 4 ? '' : `${[...STEPS].join('-')}-`;
+  const out = values.out ?? join(root, 'bench/results', `kafka-${part}${result.date.slice(0, 10)}.json`);
   mkdirSync(join(out, '..'), { recursive: true });
   writeFileSync(out, JSON.stringify(result, null, 2) + '\n');
   console.error(`wrote ${out}`);
@@ -292,6 +307,9 @@ async function restoreRates() {
   await events.send({ topic: 'restore.events', messages: [{ partition: 0, value: JSON.stringify({ domain: 'r1.restore.example', type: 'delivered' }) }] });
   await events.disconnect();
 
+  // The ceiling: the same topic read by a bare kafkajs consumer, with the follower's fetch sizes, nothing done with it.
+  const bareSeconds = await readToEnd('restore.counts', RESTORE_DOMAINS + 1);
+
   const member = await startMaterializer('restore', [0]);
   while (!member.output().includes('"msg":"partitions restored"')) await sleep(50);
   const line = member.output().split('\n').find((l) => l.includes('"msg":"partitions restored"'));
@@ -309,9 +327,32 @@ async function restoreRates() {
   const readerSeconds = (performance.now() - started) / 1000;
   return {
     domains: RESTORE_DOMAINS,
+    bareRead: { seconds: bareSeconds, domainsPerSecond: RESTORE_DOMAINS / bareSeconds },
     materializer: { seconds: memberSeconds, domainsPerSecond: RESTORE_DOMAINS / memberSeconds },
     serveRead: { seconds: readerSeconds, domainsPerSecond: RESTORE_DOMAINS / readerSeconds },
   };
+}
+
+/** Seconds for a fresh consumer group of one to read `records` records of `topic` from the start (the group join included). */
+async function readToEnd(topic, records) {
+  const consumer = kafka.consumer({ groupId: `bench-bare-${Date.now()}`, maxWaitTimeInMs: 100, maxBytesPerPartition: 8 * 1024 * 1024, maxBytes: 32 * 1024 * 1024 });
+  await consumer.connect();
+  await consumer.subscribe({ topic, fromBeginning: true });
+  const started = performance.now();
+  let seen = 0;
+  let done;
+  const finished = new Promise((resolve) => (done = resolve));
+  await consumer.run({
+    autoCommit: false,
+    eachBatch: async ({ batch }) => {
+      seen += batch.messages.length;
+      if (seen >= records) done();
+    },
+  });
+  await finished;
+  const seconds = (performance.now() - started) / 1000;
+  await consumer.disconnect();
+  return seconds;
 }
 
 function fmt(n) {

@@ -190,6 +190,7 @@ export class Materializer {
       } finally {
         await follower.stop();
       }
+      for (const task of opened.values()) await task.loaded();
       for (const [p, task] of opened) this.#tasks.set(p, task);
       this.stats.restores += wanted.length;
       log('info', 'partitions restored', { partitions: wanted, next: wanted.map((p) => opened.get(p)!.next), ms: Math.round(performance.now() - started) });

@@ -42,6 +42,8 @@ export class PartitionTask {
   readonly #store: LmdbStore;
   readonly #producer: Producer;
   #pending: Transaction | undefined;
+  #loading: Promise<void> = Promise.resolve();
+  #loadFailure: unknown;
 
   private constructor(partition: number, store: LmdbStore, producer: Producer) {
     this.partition = partition;
@@ -77,12 +79,15 @@ export class PartitionTask {
     }
   }
 
-  /** Restores from records of PREFIX.counts, read in order. */
+  /**
+   * Restores from records of PREFIX.counts, read in order. The domains' totals are written while
+   * the caller reads the next records: `loaded()` says when all are.
+   */
   async load(messages: KafkaMessage[], now = Date.now()): Promise<void> {
-    const totals = new Map<string, DomainCounts>();
+    const totals: Array<[string, DomainCounts]> = [];
     for (const message of messages) {
       const record = decodeCountsRecord(message.key, message.value);
-      if (record.kind === 'domain') totals.set(record.domain, record.counts);
+      if (record.kind === 'domain') totals.push([record.domain, record.counts]);
       else if (record.kind === 'next-offset') {
         this.next = record.next;
         this.counting = true;
@@ -100,14 +105,19 @@ export class PartitionTask {
         this.#expired.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
       }
     }
-    if (totals.size === 0) return;
-    const stored = await this.#store.getMany([...totals.keys()]);
-    const deltas = new Map<string, DomainCounts>();
-    for (const [domain, counts] of totals) {
-      const before = stored.get(domain) ?? { delivered: 0, bounced: 0 };
-      deltas.set(domain, { delivered: counts.delivered - before.delivered, bounced: counts.bounced - before.bounced });
-    }
-    await this.#store.applyBatch(deltas);
+    // One batch written at a time: the puts of the next wait in memory, not in lmdb-js's queue.
+    await this.#loading;
+    if (this.#loadFailure !== undefined) return;
+    // The store was empty at open and the records come in order: the last total of a domain is its count.
+    this.#loading = this.#store.putTotals(totals).catch((error) => {
+      this.#loadFailure = error;
+    });
+  }
+
+  /** Resolves once every record given to `load` is in the local store; rejects if one could not be written. */
+  async loaded(): Promise<void> {
+    await this.#loading;
+    if (this.#loadFailure !== undefined) throw this.#loadFailure;
   }
 
   /**

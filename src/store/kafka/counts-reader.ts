@@ -7,7 +7,7 @@ import { follow, type Follower } from '../../kafka/follower.js';
 import { decodeCountsRecord } from '../../kafka/records.js';
 import type { KafkaLocation } from '../../kafka/url.js';
 import { log } from '../../log.js';
-import type { CounterStore, Deltas, ReplayCheckpoint } from '../counter-store.js';
+import type { CounterStore, ReplayCheckpoint } from '../counter-store.js';
 import { LmdbStore } from '../lmdb/lmdb-store.js';
 import type { KeyClaim } from '../../core/idempotency.js';
 
@@ -21,16 +21,20 @@ import type { KeyClaim } from '../../core/idempotency.js';
 export class KafkaCountsReader implements CounterStore {
   readonly #location: KafkaLocation;
   readonly #local: LmdbStore;
-  #follower: Follower | undefined;
+  #following: Promise<Follower> | undefined;
   #caughtUp = false;
+  /** The last batch's writes to the local store (never rejects). */
+  #writing: Promise<void> = Promise.resolve();
+  /** Per partition, the offset below which every record is in the local store. */
+  readonly #written = new Map<number, number>();
+  #failed = false;
   #closed = false;
   #retry: NodeJS.Timeout | undefined;
 
   static async open(location: KafkaLocation, state: string): Promise<KafkaCountsReader> {
     const directory = join(state, 'counts');
     rmSync(directory, { recursive: true, force: true });
-    // Large transactions: a restore writes every domain once, and LMDB's cost is per transaction.
-    const reader = new KafkaCountsReader(location, await LmdbStore.open(directory, { use: 'bulk', domainsPerTransaction: 200_000 }));
+    const reader = new KafkaCountsReader(location, await LmdbStore.open(directory, { use: 'bulk' }));
     reader.#start();
     return reader;
   }
@@ -43,25 +47,21 @@ export class KafkaCountsReader implements CounterStore {
   /** In the background, and again after a failure: a daemon starts while Kafka is down. */
   #start(): void {
     const client = createClient(this.#location.brokers, 'svc-read');
-    follow(client, {
+    this.#writing = Promise.resolve();
+    this.#failed = false;
+    const following = follow(client, {
       topic: this.#location.countsTopic,
       groupPrefix: `${this.#location.prefix}.read`,
-      onBatch: (_partition, messages) => this.#apply(messages),
-      // Read again from the start: the records are totals, so reading them twice changes nothing.
-      onFatal: (error) => {
-        log('error', 'following the counts topic stopped; following it again from the start', { error: String(error) });
-        const stopped = this.#follower;
-        this.#follower = undefined;
-        void stopped?.stop().finally(() => {
-          if (!this.#closed) this.#retry = setTimeout(() => this.#start(), 1000);
-        });
-      },
-    }).then(
+      onBatch: (partition, messages) => this.#apply(partition, messages),
+      onFatal: (error) => this.#followAgain('following the counts topic stopped', error),
+    });
+    this.#following = following;
+    following.then(
       (follower) => {
         if (this.#closed) return void follower.stop();
-        this.#follower = follower;
         follower.caughtUp.then(
-          () => {
+          async () => {
+            await this.#writing;
             this.#caughtUp = true;
             log('info', 'caught up with the counts topic', { topic: this.#location.countsTopic });
           },
@@ -69,16 +69,38 @@ export class KafkaCountsReader implements CounterStore {
         );
       },
       (error) => {
+        this.#following = undefined;
         log('warn', 'cannot follow the counts topic yet; trying again in 1 s', { topic: this.#location.countsTopic, error: String(error) });
         if (!this.#closed) this.#retry = setTimeout(() => this.#start(), 1000);
       },
     );
   }
 
-  /** Totals replace totals: the embedded store adds, so it is given the difference (never negative). */
-  async #apply(messages: KafkaMessage[]): Promise<void> {
-    const latest = new Map<string, DomainCounts>();
+  /** Reads the topic again from the start, skipping what is written already. */
+  #followAgain(why: string, error: unknown): void {
+    const stopping = this.#following;
+    // Already starting over.
+    if (stopping === undefined) return;
+    this.#following = undefined;
+    log('error', `${why}; following it again from the start`, { error: String(error) });
+    void stopping
+      .then((follower) => follower.stop(), () => {})
+      .finally(() => {
+        if (!this.#closed) this.#retry = setTimeout(() => this.#start(), 1000);
+      });
+  }
+
+  /**
+   * Writes the totals read into the local copy, the last of a domain winning. A batch is decoded
+   * while the previous one is written; the catching up is over once the last one is. Records
+   * already written (below `#written`) are skipped when the topic is read again after a restart:
+   * an older total must not take a count back.
+   */
+  async #apply(partition: number, messages: KafkaMessage[]): Promise<void> {
+    const from = this.#written.get(partition) ?? 0;
+    const totals: Array<[string, DomainCounts]> = [];
     for (const message of messages) {
+      if (Number(message.offset) < from) continue;
       let record;
       try {
         record = decodeCountsRecord(message.key, message.value);
@@ -86,18 +108,19 @@ export class KafkaCountsReader implements CounterStore {
         log('warn', 'skipped a record of the counts topic that does not parse', { offset: message.offset, error: String(error) });
         continue;
       }
-      if (record.kind === 'domain') latest.set(record.domain, record.counts);
+      if (record.kind === 'domain') totals.push([record.domain, record.counts]);
     }
-    if (latest.size === 0) return;
-    const stored = await this.#local.getMany([...latest.keys()]);
-    const deltas = new Map<string, DomainCounts>();
-    for (const [domain, counts] of latest) {
-      const before = stored.get(domain) ?? { delivered: 0, bounced: 0 };
-      // Counts only grow: a total below the one held is an older record read again (a restarted follower).
-      const delta = { delivered: Math.max(0, counts.delivered - before.delivered), bounced: Math.max(0, counts.bounced - before.bounced) };
-      if (delta.delivered > 0 || delta.bounced > 0) deltas.set(domain, delta);
-    }
-    if (deltas.size > 0) await this.#local.applyBatch(deltas as Deltas);
+    await this.#writing;
+    // A write failed: what follows waits for the topic to be read again from there.
+    if (this.#failed || messages.length === 0) return;
+    const next = Number(messages.at(-1)!.offset) + 1;
+    this.#writing = this.#local.putTotals(totals).then(
+      () => void this.#written.set(partition, Math.max(from, next)),
+      (error) => {
+        this.#failed = true;
+        this.#followAgain('writing counts to the local store failed', error);
+      },
+    );
   }
 
   get(domain: string): Promise<DomainCounts | undefined> {
@@ -133,7 +156,7 @@ export class KafkaCountsReader implements CounterStore {
   async close(): Promise<void> {
     this.#closed = true;
     clearTimeout(this.#retry);
-    await this.#follower?.stop();
+    await this.#following?.then((follower) => follower.stop(), () => {});
     await this.#local.close();
   }
 }

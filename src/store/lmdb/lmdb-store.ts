@@ -137,6 +137,20 @@ export class LmdbStore implements CounterStore {
     }
   }
 
+  /**
+   * For a copy of a log of totals (a materializer's partition, serve-read on Kafka): sets each
+   * domain's counts to the total given, the last one winning. Resolves once written.
+   */
+  async putTotals(totals: Iterable<readonly [string, DomainCounts]>): Promise<void> {
+    this.#checkOpen();
+    if (this.#index) throw new Error('totals are put only in a store opened for bulk use (a copy of a log of totals)');
+    try {
+      await this.#tables.putTotals(totals);
+    } catch (error) {
+      throw new StoreUnavailableError('embedded store write failed', { cause: error });
+    }
+  }
+
   /** See KeyClaims. */
   async claimKey(key: string, fingerprint: string, now: number): Promise<KeyClaim> {
     this.#checkOpen();

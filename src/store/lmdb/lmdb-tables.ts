@@ -133,6 +133,26 @@ export class LmdbTables {
   }
 
   /**
+   * Sets domains' counts to `totals`, read in order from a log of totals (PREFIX.counts): the
+   * last total of a domain wins. Nothing is read: lmdb-js's asynchronous puts are only encoded
+   * here, and its write thread commits them in large transactions while this thread goes on
+   * (decoding the next records). The promise resolves once they are committed.
+   */
+  putTotals(totals: Iterable<readonly [string, DomainCounts]>): Promise<unknown> {
+    const domains = this.domains;
+    let written: Promise<unknown> = Promise.resolve();
+    for (const [domain, { delivered, bounced }] of totals) {
+      // An asynchronous put may keep its value until its transaction: one buffer each.
+      const value = Buffer.allocUnsafe(VALUE_SIZE);
+      value.writeDoubleLE(delivered, 0);
+      value.writeDoubleLE(bounced, 8);
+      written = domains.put(domain, value);
+    }
+    // lmdb-js commits its queued puts in order: the last one committed, all are.
+    return written;
+  }
+
+  /**
    * Adds `deltas` (sorted, so that neighbouring domains share LMDB pages) in parts of
    * `perTransaction` domains, one write transaction each: LMDB's cost of a transaction grows
    * faster than its size (its dirty-page lists are sorted arrays). `progress` records in each
