@@ -329,6 +329,27 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     expect(tombstone).toBe(true);
   }, 60_000);
 
+  it('a repeat sent within the window counts once even when it is counted after the window: a materializer started late', async () => {
+    const store = broker.storeUrl('late');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '1'])).code).toBe(0);
+    const ingest = await startDaemon('serve-http', ['--store', store, '--idempotency-window', '1s']);
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(ingest, reader);
+    const put = (key: string) => fetch(`${ingest.url}/events/late.example.com/delivered`, { method: 'PUT', headers: { 'idempotency-key': key } });
+    expect((await put('k')).status).toBe(204);
+    expect((await put('k')).status).toBe(204);
+    // Counted only now, past the window of both: the repeat is still one, by when it was sent.
+    await new Promise((resolve) => setTimeout(resolve, 1500));
+    const member = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '2s']);
+    daemons.push(member);
+    const delivered = () => getJson(`${reader.url}/domains/late.example.com`).then((r) => r.body.delivered as number);
+    expect(await until(delivered, (n) => n >= 1, 15_000)).toBe(1);
+    // Sent after the window: a new request.
+    expect((await put('k')).status).toBe(204);
+    expect(await until(delivered, (n) => n >= 2, 10_000)).toBe(2);
+    expect((await getJson(`${reader.url}/domains/late.example.com`)).body.delivered).toBe(2);
+  }, 60_000);
+
   it('a serve-read started later restores every count from the compacted topic before it is ready (the first test\'s)', async () => {
     const store = broker.storeUrl('one');
     const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);

@@ -110,8 +110,7 @@ export class Materializer {
         return;
       }
     }
-    const commit = { deltas: new Map<string, DomainCounts>(), keys: new Map<string, number>(), next: Number(batch.lastOffset()) + 1 };
-    const now = Date.now();
+    const commit = { deltas: new Map<string, DomainCounts>(), keys: new Map<string, number>(), next: Number(batch.lastOffset()) + 1, time: 0 };
     let rejected = 0;
     let events = 0;
     for (const message of batch.messages) {
@@ -125,9 +124,13 @@ export class Materializer {
         log('debug', 'rejected a record', { partition, offset: message.offset, error: String((error as Error).message ?? error) });
         continue;
       }
+      // When the record was produced (its request answered), not when it is counted: a member
+      // that lags, or restores, must not take a repeat sent within the window for a new request.
+      const producedAt = Number(message.timestamp);
+      commit.time = Math.max(commit.time, producedAt);
       if (record.key) {
         const seen = commit.keys.get(record.key.key) ?? task.keys.get(record.key.key);
-        if (seen !== undefined && seen > now) {
+        if (seen !== undefined && seen > producedAt) {
           this.stats.duplicates++;
           continue;
         }

@@ -13,6 +13,8 @@ export interface PartitionCommit {
   keys: Map<string, number>;
   /** The next events offset once this is committed. */
   next: number;
+  /** The latest production time of its records (ms): the partition's clock for forgetting keys. */
+  time: number;
 }
 
 /**
@@ -83,7 +85,7 @@ export class PartitionTask {
    * Restores from records of PREFIX.counts, read in order. The domains' totals are written while
    * the caller reads the next records: `loaded()` says when all are.
    */
-  async load(messages: KafkaMessage[], now = Date.now()): Promise<void> {
+  async load(messages: KafkaMessage[]): Promise<void> {
     const totals: Array<[string, DomainCounts]> = [];
     for (const message of messages) {
       const record = decodeCountsRecord(message.key, message.value);
@@ -92,17 +94,11 @@ export class PartitionTask {
         this.next = record.next;
         this.counting = true;
       }
-      else if (record.kind === 'key') {
-        if (record.expiresAt > now) {
-          this.keys.set(record.key, record.expiresAt);
-          this.#expired.delete(record.key);
-        } else {
-          this.keys.delete(record.key);
-          this.#expired.add(record.key);
-        }
-      } else if (record.kind === 'deleted' && record.key.startsWith(IDEMPOTENCY_KEY_PREFIX)) {
+      // Every key not deleted yet: whether its window is over is decided by the records still to
+      // count (their production time), not by this member's clock (see #sweep).
+      else if (record.kind === 'key') this.keys.set(record.key, record.expiresAt);
+      else if (record.kind === 'deleted' && record.key.startsWith(IDEMPOTENCY_KEY_PREFIX)) {
         this.keys.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
-        this.#expired.delete(record.key.slice(IDEMPOTENCY_KEY_PREFIX.length));
       }
     }
     // One batch written at a time: the puts of the next wait in memory, not in lmdb-js's queue.
@@ -136,7 +132,7 @@ export class PartitionTask {
     for (const [key, expiresAt] of commit.keys) {
       messages.push({ key: IDEMPOTENCY_KEY_PREFIX + key, value: Buffer.from(JSON.stringify({ expiresAt })), partition: this.partition });
     }
-    const expired = this.#sweep();
+    const expired = this.#sweep(commit.time);
     for (const key of expired) messages.push({ key: IDEMPOTENCY_KEY_PREFIX + key, value: null, partition: this.partition });
     messages.push({ key: NEXT_OFFSET_KEY, value: Buffer.from(JSON.stringify({ next: commit.next })), partition: this.partition });
     const txn = this.#pending ?? (await this.#producer.transaction());
@@ -158,12 +154,16 @@ export class PartitionTask {
     this.counting = true;
   }
 
-  /** Keys whose window has passed (looked for at most once a minute), to delete with the next commit. */
-  #sweep(now = Date.now()): string[] {
-    if (now - this.#lastSweep >= 60_000) {
-      this.#lastSweep = now;
+  /**
+   * Keys whose window has passed (looked for at most once a minute), to delete with the next
+   * commit. `time` is the partition's clock: the latest production time of the records counted,
+   * so a key is kept while a repeat produced within its window may still be ahead in the log.
+   */
+  #sweep(time: number): string[] {
+    if (time - this.#lastSweep >= 60_000) {
+      this.#lastSweep = time;
       for (const [key, expiresAt] of this.keys) {
-        if (expiresAt > now) continue;
+        if (expiresAt > time) continue;
         this.keys.delete(key);
         this.#expired.add(key);
       }
