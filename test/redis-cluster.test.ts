@@ -211,3 +211,53 @@ describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters)', () 
   }, 120_000);
 });
 
+
+describe.skipIf(!hasRedis() && !process.env.CI)('Redis Cluster (3 masters, 3 replicas): failover', () => {
+  let cluster: RedisCluster;
+  beforeAll(async () => {
+    cluster = await startRedisCluster({ masters: 3, replicas: 1 });
+  }, 60_000);
+  afterAll(async () => {
+    await cluster?.destroy();
+  });
+
+  it('with --redis-wait 1, counts every keyed batch once when a master dies with batches in doubt and its replica takes over, clients retrying', async () => {
+    const daemon = await startDaemon('serve-http', ['--store', cluster.url, '--redis-wait', '1', '--store-timeout', '1s']);
+    try {
+      const bodies = Array.from({ length: 300 }, (_, b) => Array.from({ length: 50 }, (_, i) => eventLine(`f${(b * 7 + i) % 200}.example`, i % 9 === 0 ? 'bounced' : 'delivered')).join(''));
+      const { promise: middle, resolve: reached } = deferred();
+      const load = postUntilDone(daemon.url, bodies, 8, (b) => b === 80 && reached(), 1_000);
+      await middle;
+      // The master of the writers' leases: its loss is also the leases' failover.
+      const victim = cluster.masterOf(WRITERS_KEY);
+      const [replica] = cluster.replicasOf(victim);
+      // The replica stalls: the master runs batches that no replica confirms (503, in doubt);
+      // some of them reach the replica's socket before the master dies, some do not.
+      replica!.signal('SIGSTOP');
+      await new Promise((resolve) => setTimeout(resolve, 1500));
+      await victim.stop(true);
+      replica!.signal('SIGCONT');
+      // Promoted after --cluster-node-timeout (2 s); it has no replica of its own, so
+      // --redis-wait 1 refuses its batches until the old master is back as one.
+      const serving = () => {
+        try {
+          return cluster.masterOf(WRITERS_KEY);
+        } catch {
+          // Between the failure and the promotion nobody serves the slot.
+          return victim;
+        }
+      };
+      const promoted = Date.now() + 20_000;
+      while (serving() === victim && Date.now() < promoted) await new Promise((resolve) => setTimeout(resolve, 200));
+      expect(serving(), 'the replica took over').toBe(replica);
+      await victim.restart();
+      const answers = await load;
+      expect(answers.every((statuses) => statuses.at(-1) === 200)).toBe(true);
+      expect(answers.some((statuses) => statuses.includes(503)), 'batches were left in doubt').toBe(true);
+      const expected = tallyBodies(bodies);
+      expect(await storedCounts(cluster.url, [...expected.keys()])).toEqual(expected);
+    } finally {
+      await daemon.stop('SIGKILL');
+    }
+  }, 150_000);
+});

@@ -83,6 +83,8 @@ export interface RedisCluster {
   nodes: RedisServer[];
   /** The master serving a hash tag's slot, as CLUSTER NODES says now. */
   masterOf(tag: string): RedisServer;
+  /** The replicas of `master`, as CLUSTER NODES says now. */
+  replicasOf(master: RedisServer): RedisServer[];
   /** Waits until every running node says cluster_state:ok. */
   ready(timeoutMs?: number): Promise<void>;
   destroy(): Promise<void>;
@@ -110,10 +112,11 @@ export async function startRedisCluster({ masters = 3, replicas = 0, extra = [] 
     url: `redis-cluster://${nodes.map((node) => `127.0.0.1:${node.port}`).join(',')}`,
     nodes,
     masterOf(tag) {
-      const slot = Number(nodes[0]!.cli('CLUSTER', 'KEYSLOT', `{${tag}}`));
+      // Asked of the first node that answers: the test may have killed some.
       for (const node of nodes) {
-        const lines = node.cli('CLUSTER', 'NODES').split('\n');
-        for (const entry of lines) {
+        const slot = Number(node.cli('CLUSTER', 'KEYSLOT', `{${tag}}`) || NaN);
+        if (Number.isNaN(slot)) continue;
+        for (const entry of node.cli('CLUSTER', 'NODES').split('\n')) {
           const [, address, flags, , , , , , ...ranges] = entry.split(' ');
           if (!flags?.includes('master') || flags.includes('fail')) continue;
           const port = Number(address!.split('@')[0]!.split(':')[1]);
@@ -126,6 +129,15 @@ export async function startRedisCluster({ masters = 3, replicas = 0, extra = [] 
         break;
       }
       throw new Error(`no master serves {${tag}}`);
+    },
+    replicasOf(master) {
+      const id = master.cli('CLUSTER', 'MYID');
+      return master
+        .cli('CLUSTER', 'NODES')
+        .split('\n')
+        .map((entry) => entry.split(' '))
+        .filter(([, , flags, masterId]) => flags?.includes('slave') && masterId === id)
+        .map(([, address]) => nodes.find((n) => n.port === Number(address!.split('@')[0]!.split(':')[1]))!);
     },
     async ready(timeoutMs = 20_000) {
       const deadline = Date.now() + timeoutMs;
