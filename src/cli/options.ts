@@ -1,5 +1,5 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import type { EngineOptions } from '../core/counter-engine.js';
+import type { IngestEngineOptions } from '../http/apps.js';
 import type { ReadPreferenceMode, W } from 'mongodb';
 import type { DaemonOptions } from '../http/daemon.js';
 import type { StoreOptions } from '../store/open-store.js';
@@ -228,6 +228,7 @@ export function daemonOptionsFrom(name: string, options: Record<string, unknown>
 export function loggableSettings(options: Record<string, unknown>, command: Command): Record<string, unknown> {
   const masked = (name: string, value: unknown) => {
     if (/token/i.test(name)) return value ? 'set' : 'unset';
+    if (value === undefined) return 'unset';
     return typeof value === 'string' ? value.replace(/(\/\/[^:@/]*):[^@/]*@/, '$1:***@') : value;
   };
   const names = new Set([...command.options.map((declared) => declared.attributeName()), ...Object.keys(options)]);
@@ -248,7 +249,9 @@ export function addEngineOptions(command: Command): Command {
         .default(DEFAULTS.commitIntervalMs)
         .argParser(duration),
     )
-    .addOption(option('--max-in-flight <n>', 'batches being committed at the same time', 'SVC_MAX_IN_FLIGHT').default(DEFAULTS.maxInFlight).argParser(integer(1)))
+    .addOption(
+      option('--max-in-flight <n>', `batches being committed at the same time (default: the store's, 4 on Redis, ${DEFAULTS.maxInFlight} elsewhere)`, 'SVC_MAX_IN_FLIGHT').argParser(integer(1)),
+    )
     .addOption(
       option('--max-pending <n>', 'events waiting for a commit before new ones are refused (503, RESOURCE_EXHAUSTED)', 'SVC_MAX_PENDING')
         .default(DEFAULTS.maxPending)
@@ -256,13 +259,13 @@ export function addEngineOptions(command: Command): Command {
     );
 }
 
-export function engineOptionsFrom(options: Record<string, unknown>): EngineOptions {
+export function engineOptionsFrom(options: Record<string, unknown>): IngestEngineOptions {
   return {
     maxBatch: options.maxBatch as number,
     flushMs: options.flushMs as number,
     commitIntervalMs: options.commitInterval as number,
     maxPending: options.maxPending as number,
-    maxInFlight: options.maxInFlight as number,
+    maxInFlight: options.maxInFlight as number | undefined,
   };
 }
 

@@ -3,13 +3,12 @@ import * as grpc from '@grpc/grpc-js';
 import * as protoLoader from '@grpc/proto-loader';
 import { ReflectionService } from '@grpc/reflection';
 import { HealthImplementation, protoPath as healthProto } from 'grpc-health-check';
-import type { EngineOptions } from '../core/counter-engine.js';
 import { normalizeDomain } from '../core/domain.js';
 import { KeyInFlightError, KeyMismatchError, OverloadedError, SvcError, ValidationError, type RejectReason } from '../core/errors.js';
 import type { DomainEvent, EventType } from '../core/event.js';
 import { fingerprint, KeyedCommits, parseIdempotencyKey } from '../core/idempotency.js';
 import { bearerMatcher } from '../http/auth.js';
-import { openIngestion, type TokenOptions } from '../http/apps.js';
+import { openIngestion, type IngestEngineOptions, type TokenOptions } from '../http/apps.js';
 import { metricsRoutes } from '../http/metrics-route.js';
 import { createRouter } from '../http/router.js';
 import type { StoreOptions } from '../store/open-store.js';
@@ -28,7 +27,7 @@ const MAX_REJECTIONS = 10;
  */
 const MAX_STREAM_EVENTS = 20_000;
 
-export interface GrpcAppOptions extends StoreOptions, EngineOptions, TokenOptions {
+export interface GrpcAppOptions extends StoreOptions, IngestEngineOptions, TokenOptions {
   threshold: number;
   /** How long an idempotency_key is remembered. */
   idempotencyWindowMs: number;

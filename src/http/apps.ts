@@ -1,5 +1,5 @@
 import type { RequestListener } from 'node:http';
-import { CounterEngine, type EngineOptions } from '../core/counter-engine.js';
+import { CounterEngine, DEFAULT_ENGINE_OPTIONS, type EngineOptions } from '../core/counter-engine.js';
 import { DomainReader } from '../core/domain-reader.js';
 import { openStore, type StoreOptions } from '../store/open-store.js';
 import { WatchedStore } from '../store/watched-store.js';
@@ -31,21 +31,25 @@ export interface TokenOptions {
   readToken?: string;
 }
 
-export interface IngestAppOptions extends StoreOptions, EngineOptions, TokenOptions, BatchLimits {
+/** The engine's options, where batches in flight left unset are the store's own choice. */
+export type IngestEngineOptions = Omit<EngineOptions, 'maxInFlight'> & { maxInFlight?: number };
+
+export interface IngestAppOptions extends StoreOptions, IngestEngineOptions, TokenOptions, BatchLimits {
   threshold: number;
   /** How long an Idempotency-Key is remembered. */
   idempotencyWindowMs: number;
 }
 
 /** What every ingesting daemon runs on: the store opened for writing, the engine, a reader, metrics. */
-export async function openIngestion(options: StoreOptions & EngineOptions & { threshold: number }) {
+export async function openIngestion(options: StoreOptions & IngestEngineOptions & { threshold: number }) {
   const { createMetrics, engineGauges, ingestMetrics, journalMetrics } = await loadMetrics();
   const metrics = createMetrics();
   const opened = await openStore({ ...options, use: 'ingest', journalObserver: journalMetrics(metrics.registry) });
   const store = new WatchedStore(opened, metrics.store);
   const ingest = ingestMetrics(metrics.registry);
   // A store that dedupes keys where the counts are made (Kafka) needs each keyed request alone in its batch.
-  const engine = new CounterEngine(store, { ...options, keyedAlone: opened.keyedBatchesAlone }, ingest);
+  const maxInFlight = options.maxInFlight ?? opened.commitsInFlight ?? DEFAULT_ENGINE_OPTIONS.maxInFlight;
+  const engine = new CounterEngine(store, { ...options, maxInFlight, keyedAlone: opened.keyedBatchesAlone }, ingest);
   engineGauges(metrics.registry, () => engine.stats);
   return { metrics, store, ingest, engine, reader: new DomainReader(store, options.threshold) };
 }

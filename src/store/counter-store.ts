@@ -49,6 +49,11 @@ export interface CounterStore extends KeyStore {
    */
   readonly keyedBatchesAlone?: boolean;
   /**
+   * Batches the engine commits at once unless the operator says otherwise: a network store hides
+   * one batch's round trip behind the others'. Unset: one (the embedded store's writer is single).
+   */
+  readonly commitsInFlight?: number;
+  /**
    * Adds every delta atomically: after a crash, all of the batch is there or none of it. With a
    * checkpoint (replay), the batch is also applied at most once per `run` and `chunk`, even when
    * the same call is made again after a failure, and the checkpoint is recorded with it. With
