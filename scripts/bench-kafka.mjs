@@ -3,21 +3,23 @@
 // test broker (scripts/kafka). Prints a table and writes bench/results/kafka-<date>.json.
 //
 //   node scripts/bench-kafka.mjs [--seconds 8] [--events 1000000] [--domains 1000000] [--partitions 4]
-//                                [--restore-domains 1000000] [--probes 200] [--only put,materialize,lag,restore]
-//                                [--put-connections 32]
+//                                [--restore-domains 1000000] [--restore-partitions 1] [--probes 200]
+//                                [--only put,materialize,lag,restore] [--put-connections 32] [--put-pinned]
 //
 // 1. single-event PUTs/s through serve-http on Kafka, against the same serve-http on the embedded
 //    store (wrk, `--put-connections` connections, uniform domains). Each connection waits for its
 //    answer, and on Kafka an answer waits for a produce round trip: with few connections the Kafka
-//    figure is connections / round trip, with many it is what the cores do;
+//    figure is connections / round trip, with many it is what the cores do. `--put-pinned` runs
+//    serve-http and wrk on core 0 and the broker on core 1 (as if on a machine of its own), so
+//    that both serve-http runs have the same core; the CPU each process used is reported;
 // 2. events/s counted by one `svc materialize` pinned to core 0 (taskset), then by two pinned to
 //    cores 0 and 1, over the same events pre-produced to PREFIX.events, once the group is settled:
 //    the scale-out ratio, and the CPU per event;
 // 3. lag from a PUT's acknowledgement to the event being visible on serve-read (P50, P99), with
 //    a paced background load of about half the PUT rate of (1);
-// 4. restore: one partition of `--restore-domains` domains in PREFIX.counts, restored by a
-//    materializer given it, and by a serve-read starting (domains/s), against the ceiling of
-//    reading the partition with a bare kafkajs consumer that does nothing with the records.
+// 4. restore: `--restore-domains` domains in PREFIX.counts (over `--restore-partitions`), restored
+//    by a materializer given them, and by a serve-read starting (domains/s), against the ceiling of
+//    reading them with a bare kafkajs consumer that does nothing with the records.
 // The broker, wrk and the loaders share the machine's cores with what is measured: ratios are
 // more telling than absolute figures, and a 2-core machine cannot show a clean 2x.
 import { execFileSync, spawn } from 'node:child_process';
@@ -28,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { request } from 'undici';
-import { startDaemon } from './bench/processes.mjs';
+import { startDaemon, treeUsage } from './bench/processes.mjs';
 import { ensureWrk, runWrk } from './bench/wrk.mjs';
 
 const { values } = parseArgs({
@@ -38,8 +40,10 @@ const { values } = parseArgs({
     domains: { type: 'string', default: '1000000' },
     partitions: { type: 'string', default: '4' },
     'restore-domains': { type: 'string', default: '1000000' },
+    'restore-partitions': { type: 'string', default: '1' },
     probes: { type: 'string', default: '200' },
     'put-connections': { type: 'string', default: '32' },
+    'put-pinned': { type: 'boolean', default: false },
     // A subset of the steps, e.g. `--only restore` while working on one of them; the table has their rows only.
     only: { type: 'string', default: 'put,materialize,lag,restore' },
     out: { type: 'string' },
@@ -50,8 +54,10 @@ const EVENTS = Number(values.events);
 const DOMAINS = Number(values.domains);
 const PARTITIONS = Number(values.partitions);
 const RESTORE_DOMAINS = Number(values['restore-domains']);
+const RESTORE_PARTITIONS = Number(values['restore-partitions']);
 const PROBES = Number(values.probes);
 const PUT_CONNECTIONS = Number(values['put-connections']);
+const PUT_PINNED = values['put-pinned'];
 const STEPS = new Set(values.only.split(','));
 for (const step of STEPS) if (!['put', 'materialize', 'lag', 'restore'].includes(step)) throw new Error(`--only: no step ${step} (put, materialize, lag, restore)`);
 const root = new URL('..', import.meta.url).pathname;
@@ -62,7 +68,11 @@ const { encodeDeltas, encodeCounts, DELTAS_FORMAT, FORMAT_HEADER, NEXT_OFFSET_KE
 await ensureWrk();
 const work = mkdtempSync(join(tmpdir(), 'svc-bench-kafka-'));
 const brokerBinary = execFileSync('bash', [join(root, 'scripts/kafka/build.sh')], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'inherit'] }).trim();
-const broker = spawn(brokerBinary, ['-brokers', '1'], { stdio: ['ignore', 'pipe', 'inherit'] });
+// kfake compacts a topic by reading its whole log again at every backoff, on the cores being
+// measured (a real broker's cleaner runs on the broker's machines): with millions of counts records
+// that pass never ends. The runs here measure nothing that compaction changes.
+const broker = spawn(brokerBinary, ['-brokers', '1', '-compaction-backoff', '1h'], { stdio: ['ignore', 'pipe', 'inherit'] });
+if (PUT_PINNED) pin(broker.pid, '1');
 const brokers = await new Promise((resolve) => broker.stdout.once('data', (chunk) => resolve(chunk.toString().split('\n')[0].trim())));
 const kafka = new Kafka({ brokers: brokers.split(','), logLevel: logLevel.NOTHING });
 const admin = kafka.admin();
@@ -88,14 +98,19 @@ try {
     date: new Date().toISOString(),
     machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
     broker: 'kfake (scripts/kafka), 1 broker',
-    settings: { seconds: SECONDS, events: EVENTS, domains: DOMAINS, partitions: PARTITIONS, restoreDomains: RESTORE_DOMAINS, probes: PROBES, putConnections: PUT_CONNECTIONS, steps: [...STEPS] },
+    settings: { seconds: SECONDS, events: EVENTS, domains: DOMAINS, partitions: PARTITIONS, restoreDomains: RESTORE_DOMAINS, restorePartitions: RESTORE_PARTITIONS, probes: PROBES, putConnections: PUT_CONNECTIONS, putPinned: PUT_PINNED, steps: [...STEPS] },
     put: put && STEPS.has('put') ? { ...put, ratio: put.kafka.okRps / put.embedded.okRps } : undefined,
     materialize: one && two ? { one, two, ratio: two.eventsPerSecond / one.eventsPerSecond } : undefined,
     lag,
     restore,
   };
   const rows = [
-    ...(result.put ? [[`single-event PUT, serve-http on Kafka, ${PUT_CONNECTIONS} connections`, `${fmt(put.kafka.okRps)} events/s (P99 ${put.kafka.p99Ms} ms)`, `embedded store ${fmt(put.embedded.okRps)} (P99 ${put.embedded.p99Ms} ms)`, ratio(result.put.ratio)]] : []),
+    ...(result.put
+      ? [
+          [`single-event PUT, serve-http on Kafka, ${PUT_CONNECTIONS} connections${PUT_PINNED ? ' (serve-http and wrk on core 0, broker on core 1)' : ''}`, `${fmt(put.kafka.okRps)} events/s (P99 ${put.kafka.p99Ms} ms)`, `embedded store ${fmt(put.embedded.okRps)} (P99 ${put.embedded.p99Ms} ms)`, ratio(result.put.ratio)],
+          ['CPU ms per 1,000 PUTs: serve-http on Kafka (+ broker)', `${put.kafka.serverCpuMsPer1k.toFixed(0)} (+ ${put.kafka.brokerCpuMsPer1k.toFixed(0)})`, `serve-http on the embedded store ${put.embedded.serverCpuMsPer1k.toFixed(0)}`, ratio(put.embedded.serverCpuMsPer1k / put.kafka.serverCpuMsPer1k)],
+        ]
+      : []),
     ...(result.materialize
       ? [
           ['one materializer (taskset core 0)', `${fmt(one.eventsPerSecond)} events/s`, `${fmt(one.measuredEvents)} of ${fmt(EVENTS)} events, ${fmt(DOMAINS)} domains`, ''],
@@ -138,10 +153,17 @@ async function daemon(args) {
 /** (1) wrk PUTs against serve-http on Kafka and on the embedded store, the same load. */
 async function putRates() {
   await setup('put');
+  const cpus = PUT_PINNED ? '0' : undefined;
   const run = async (storeArg) => {
     const server = await daemon(['serve-http', '--store', storeArg]);
-    await runWrk(server.url, { seconds: 2, connections: PUT_CONNECTIONS, load: { domains: 100_000 } });
-    const measured = await runWrk(server.url, { seconds: SECONDS, connections: PUT_CONNECTIONS, load: { domains: 100_000 } });
+    if (cpus) pin(server.pid, cpus);
+    await runWrk(server.url, { seconds: 2, connections: PUT_CONNECTIONS, load: { domains: 100_000 }, cpus });
+    const before = { server: server.cpuSeconds(), broker: treeUsage(broker.pid).cpuSeconds };
+    const measured = await runWrk(server.url, { seconds: SECONDS, connections: PUT_CONNECTIONS, load: { domains: 100_000 }, cpus });
+    const requests = measured.okRps * measured.seconds;
+    // CPU per 1,000 answered PUTs: serve-http's own, and the broker's (0 for the embedded store).
+    measured.serverCpuMsPer1k = ((server.cpuSeconds() - before.server) * 1e6) / requests;
+    measured.brokerCpuMsPer1k = ((treeUsage(broker.pid).cpuSeconds - before.broker) * 1e6) / requests;
     await server.stop();
     return measured;
   };
@@ -292,20 +314,23 @@ async function lagProbe(backgroundRps) {
   return { samples: samples.length, backgroundRps: measured.okRps, p50Ms: at(0.5), p99Ms: at(0.99), maxMs: Number(samples.at(-1).toFixed(1)) };
 }
 
-/** (4) One partition of RESTORE_DOMAINS domains in PREFIX.counts, restored by a materializer and by serve-read. */
+/** (4) RESTORE_DOMAINS domains in PREFIX.counts, restored by a materializer and by serve-read. */
 async function restoreRates() {
-  await setup('restore', 1);
+  await setup('restore', RESTORE_PARTITIONS);
   const producer = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await producer.connect();
   for (let i = 0; i < RESTORE_DOMAINS; i += 5000) {
     const messages = [];
     for (let j = i; j < Math.min(RESTORE_DOMAINS, i + 5000); j++) {
-      messages.push({ key: `r${j}.restore.example`, value: encodeCounts({ delivered: j % 1000, bounced: j % 7 === 0 ? 1 : 0 }), partition: 0 });
+      const key = `r${j}.restore.example`;
+      messages.push({ key, value: encodeCounts({ delivered: j % 1000, bounced: j % 7 === 0 ? 1 : 0 }), partition: partitionOf(key, RESTORE_PARTITIONS) });
     }
     await producer.send({ topic: 'restore.counts', acks: -1, messages });
   }
-  await producer.send({ topic: 'restore.counts', acks: -1, messages: [{ key: NEXT_OFFSET_KEY, value: JSON.stringify({ next: 0 }), partition: 0 }] });
+  const nextOffsets = Array.from({ length: RESTORE_PARTITIONS }, (_, partition) => ({ key: NEXT_OFFSET_KEY, value: JSON.stringify({ next: 0 }), partition }));
+  await producer.send({ topic: 'restore.counts', acks: -1, messages: nextOffsets });
   await producer.disconnect();
+  console.error(`restore: ${fmt(RESTORE_DOMAINS)} counts records produced`);
   // An event in the partition makes the member restore it at once.
   const events = kafka.producer({ createPartitioner: Partitioners.DefaultPartitioner });
   await events.connect();
@@ -313,7 +338,7 @@ async function restoreRates() {
   await events.disconnect();
 
   // The ceiling: the same topic read by a bare kafkajs consumer, with the follower's fetch sizes, nothing done with it.
-  const bareSeconds = await readToEnd('restore.counts', RESTORE_DOMAINS + 1);
+  const bareSeconds = await readToEnd('restore.counts', RESTORE_DOMAINS + RESTORE_PARTITIONS);
 
   const member = await startMaterializer('restore', [0]);
   while (!member.output().includes('"msg":"partitions restored"')) await sleep(50);
@@ -358,6 +383,11 @@ async function readToEnd(topic, records) {
   const seconds = (performance.now() - started) / 1000;
   await consumer.disconnect();
   return seconds;
+}
+
+/** Moves a running process, every thread of it, onto `cpus` (threads it starts later inherit it). */
+function pin(pid, cpus) {
+  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function fmt(n) {

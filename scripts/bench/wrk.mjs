@@ -20,7 +20,7 @@ export async function ensureWrk() {
  * ms. `load` says what to send (see wrk/svc.lua): { paths }, { reads }, { bodies } or { domains }, and
  * `keys: true` an Idempotency-Key with each.
  */
-export async function runWrk(url, { seconds, connections, load = {}, threads = 1 }) {
+export async function runWrk(url, { seconds, connections, load = {}, threads = 1, cpus }) {
   const env = { ...process.env };
   if (load.paths) env.PATHS = load.paths;
   if (load.reads) env.READS = load.reads;
@@ -28,7 +28,9 @@ export async function runWrk(url, { seconds, connections, load = {}, threads = 1
   if (load.domains) env.DOMAINS = String(load.domains);
   if (load.paceMs) env.PACE_MS = String(load.paceMs);
   if (load.keys) env.KEYS = '1';
-  const run = await $({ env, quiet: true })`wrk -t${threads} -c${connections} -d${seconds}s --timeout 10s -s ${SCRIPT} ${url}`;
+  // `cpus`: run wrk on these cores only (taskset), to keep a core for something else.
+  const pinned = cpus === undefined ? [] : ['taskset', '-c', cpus];
+  const run = await $({ env, quiet: true })`${pinned} wrk -t${threads} -c${connections} -d${seconds}s --timeout 10s -s ${SCRIPT} ${url}`;
   const line = run.stdout.split('\n').find((l) => l.startsWith('{"wrk"'));
   if (!line) throw new Error(`wrk printed no summary:\n${run.stdout}\n${run.stderr}`);
   const summary = JSON.parse(line);
