@@ -116,6 +116,7 @@ try {
           ['one materializer (taskset core 0)', `${fmt(one.eventsPerSecond)} events/s`, `${fmt(one.measuredEvents)} of ${fmt(EVENTS)} events, ${fmt(DOMAINS)} domains`, ''],
           ['two materializers (cores 0, 1)', `${fmt(two.eventsPerSecond)} events/s`, 'one materializer', ratio(result.materialize.ratio)],
           ['materializer CPU: events per CPU-second', `one: ${fmt(one.eventsPerCpuSecond)}, two: ${fmt(two.eventsPerCpuSecond)}`, 'one member', ratio(two.eventsPerCpuSecond / one.eventsPerCpuSecond)],
+          ['cores busy while counting: members + broker', `one: ${one.membersCores.toFixed(2)} + ${one.brokerCores.toFixed(2)}, two: ${two.membersCores.toFixed(2)} + ${two.brokerCores.toFixed(2)}`, 'of 2 cores', ''],
         ]
       : []),
     ...(lag ? [[`lag ack → visible on serve-read (load ${fmt(lag.backgroundRps)}/s)`, `P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`, `${lag.samples} probes`, '']] : []),
@@ -233,6 +234,7 @@ async function materializeRate(prefix, cores) {
   while (members.some((m) => assigned(m) === 0) || members.reduce((sum, m) => sum + assigned(m), 0) !== PARTITIONS) await sleep(20);
   const cpu = () => members.reduce((sum, m) => sum + m.cpuSeconds(), 0);
   const cpuBefore = cpu();
+  const brokerCpuBefore = treeUsage(broker.pid).cpuSeconds;
   const started = performance.now();
   const lagBefore = await groupLag(`${prefix}.materialize`, `${prefix}.events`);
   while ((await groupLag(`${prefix}.materialize`, `${prefix}.events`)) > 0) await sleep(50);
@@ -241,8 +243,10 @@ async function materializeRate(prefix, cores) {
   const events = (EVENTS * lagBefore) / records;
   // CPU of the measured window only: events per CPU-second is what one core does when nothing else wants it.
   const cpuSeconds = cpu() - cpuBefore;
+  // What the broker took of the same two cores meanwhile (fetches, transactions, produce of the counts).
+  const brokerCores = (treeUsage(broker.pid).cpuSeconds - brokerCpuBefore) / seconds;
   for (const m of members) await m.stop();
-  return { members: cores.length, measuredEvents: Math.round(events), seconds, eventsPerSecond: events / seconds, cpuSeconds, eventsPerCpuSecond: events / cpuSeconds };
+  return { members: cores.length, measuredEvents: Math.round(events), seconds, eventsPerSecond: events / seconds, cpuSeconds, eventsPerCpuSecond: events / cpuSeconds, membersCores: cpuSeconds / seconds, brokerCores };
 }
 
 function startMaterializer(prefix, cores, state = dir()) {
