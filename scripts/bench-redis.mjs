@@ -6,6 +6,13 @@
 // bench/results/redis-<date>.json.
 //
 //   node scripts/bench-redis.mjs [--seconds 10] [--domains 100000] [--batch 1000] [--connections 64] [--masters 3] [--appendfsync everysec|always]
+//   node scripts/bench-redis.mjs --scale [--seconds 10] [--appendfsync …]
+//
+// --scale measures only whether the cluster layout scales with its masters when each has a core
+// of its own: svc's APPLY script per hash-tag group (as svc sends batches to a cluster) from a bare
+// client, to one server pinned to core 0 (the client on core 1), then to a 2-master cluster with a
+// master on each core (the client wherever there is room). serve-http is left out: it would need a
+// third core. Writes bench/results/redis-scale-<date>.json.
 //
 // The load generator (undici, in this process) shares the cores with the servers: the figures are
 // what this box sustains with everything on it, compared as ratios within the run.
@@ -16,9 +23,9 @@ import { cpus, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
-import { createClient } from '@redis/client';
+import { createClient, createCluster } from '@redis/client';
 import { Agent, request } from 'undici';
-import { startDaemon } from './bench/processes.mjs';
+import { startDaemon, treeUsage } from './bench/processes.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -29,6 +36,7 @@ const { values } = parseArgs({
     connections: { type: 'string', default: '64' },
     masters: { type: 'string', default: '3' },
     appendfsync: { type: 'string', default: 'everysec' },
+    scale: { type: 'boolean', default: false },
   },
 });
 const SECONDS = Number(values.seconds);
@@ -53,6 +61,10 @@ const bodies = Array.from({ length: 64 }, () =>
 const work = mkdtempSync(join(tmpdir(), 'svc-bench-redis-'));
 const servers = [];
 try {
+  if (values.scale) {
+    await scaleOut();
+    process.exit(0);
+  }
   const single = await startRedis();
   const cluster = await startCluster(MASTERS);
   const result = {
@@ -218,14 +230,113 @@ async function startRedis(extra = []) {
   servers.push(child);
   const cli = (...args) => spawnSync('redis-cli', ['-p', String(port), ...args], { encoding: 'utf8' }).stdout.trim();
   while (cli('PING') !== 'PONG') await sleep(50);
-  return { port, url: `redis://127.0.0.1:${port}`, cli, flush: () => cli('FLUSHALL') };
+  return { port, pid: child.pid, url: `redis://127.0.0.1:${port}`, cli, flush: () => cli('FLUSHALL') };
 }
 
 async function startCluster(masters) {
   const nodes = [];
-  for (let i = 0; i < masters; i++) nodes.push(await startRedis(['--cluster-enabled', 'yes', '--cluster-port', await freePort(), '--cluster-config-file', `nodes-${i}.conf`]));
-  const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { encoding: 'utf8' });
-  if (create.status !== 0) throw new Error(create.stdout + create.stderr);
+  for (let i = 0; i < masters; i++) {
+    const busPort = await freePort();
+    nodes.push({ busPort, ...(await startRedis(['--cluster-enabled', 'yes', '--cluster-port', busPort, '--cluster-config-file', `nodes-${i}.conf`])) });
+  }
+  if (masters >= 3) {
+    const create = spawnSync('redis-cli', ['--cluster', 'create', ...nodes.map((n) => `127.0.0.1:${n.port}`), '--cluster-yes'], { encoding: 'utf8' });
+    if (create.status !== 0) throw new Error(create.stdout + create.stderr);
+  } else {
+    // redis-cli creates no cluster of fewer than 3 masters: the slots and the meeting by hand.
+    const share = Math.ceil(16384 / masters);
+    nodes.forEach((node, i) => node.cli('CLUSTER', 'ADDSLOTSRANGE', String(i * share), String(Math.min(16383, (i + 1) * share - 1))));
+    for (const node of nodes.slice(1)) node.cli('CLUSTER', 'MEET', '127.0.0.1', String(nodes[0].port), String(nodes[0].busPort));
+  }
   for (const node of nodes) while (!/cluster_state:ok/.test(node.cli('CLUSTER', 'INFO'))) await sleep(100);
-  return { url: `redis-cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`, flush: () => nodes.forEach((n) => n.cli('FLUSHALL')) };
+  return { nodes, url: `redis-cluster://${nodes.map((n) => `127.0.0.1:${n.port}`).join(',')}`, flush: () => nodes.forEach((n) => n.cli('FLUSHALL')) };
+}
+
+/** --scale (see the top of this file). */
+async function scaleOut() {
+  const { APPLY } = await import(join(root, 'dist/store/redis/scripts.js'));
+  const { bucketOf, counterKey, guardKey } = await import(join(root, 'dist/store/redis/layout.js'));
+  // Each body as svc applies it on a cluster: one script per hash-tag group of its domains.
+  const batches = bodies.map((body) => {
+    const groups = new Map();
+    for (const line of body.split('\n')) {
+      const { domain, type } = JSON.parse(line);
+      const bucket = bucketOf(domain);
+      if (!groups.has(bucket)) groups.set(bucket, new Map());
+      const deltas = groups.get(bucket);
+      const d = deltas.get(domain) ?? [0, 0];
+      d[type === 'delivered' ? 0 : 1]++;
+      deltas.set(domain, d);
+    }
+    return [...groups].map(([bucket, deltas]) => ({ bucket, keys: [...deltas.keys()].map((domain) => counterKey(domain, bucket)), counts: [...deltas.values()].flat().map(String) }));
+  });
+  // Cores busy during the measured window: the servers' and this client's.
+  const cpuOf = (pids) => pids.reduce((sum, pid) => sum + treeUsage(pid).cpuSeconds, 0);
+  const drive = async (send, pids) => {
+    let events = 0;
+    let n = 0;
+    const run = async (end) => {
+      await Promise.all(
+        Array.from({ length: 4 }, async () => {
+          while (performance.now() < end) {
+            const id = `scale:${n++}`;
+            const groups = batches[n % batches.length];
+            await Promise.all(groups.map((g) => send(g.keys[0], ['EVALSHA', APPLY.sha, String(g.keys.length + 1), guardKey(g.bucket, id), ...g.keys, '600000', '0', ...g.counts])));
+            events += BATCH;
+          }
+        }),
+      );
+    };
+    await run(performance.now() + 1000); // warm-up
+    events = 0;
+    const started = performance.now();
+    const [serversBefore, clientBefore] = [cpuOf(pids), process.cpuUsage()];
+    await run(started + SECONDS * 1000);
+    const seconds = (performance.now() - started) / 1000;
+    const client = process.cpuUsage(clientBefore);
+    return { eventsPerSecond: events / seconds, serverCores: (cpuOf(pids) - serversBefore) / seconds, clientCores: (client.user + client.system) / 1e6 / seconds };
+  };
+
+  const one = await startRedis();
+  one.cli('SCRIPT', 'LOAD', APPLY.source);
+  pin(one.pid, '0');
+  pin(process.pid, '1');
+  const client = createClient({ url: one.url });
+  await client.connect();
+  const oneServer = await drive((_, args) => client.sendCommand(args), [one.pid]);
+  await client.close();
+  log('one server on core 0:', oneServer);
+
+  const cluster = await startCluster(2);
+  cluster.nodes.forEach((node, core) => {
+    node.cli('SCRIPT', 'LOAD', APPLY.source);
+    pin(node.pid, String(core));
+  });
+  pin(process.pid, '0,1');
+  const clusterClient = createCluster({ rootNodes: cluster.nodes.map((node) => ({ url: node.url })) });
+  await clusterClient.connect();
+  const twoMasters = await drive((key, args) => clusterClient.sendCommand(key, false, args), cluster.nodes.map((node) => node.pid));
+  await clusterClient.close();
+  log('two masters on cores 0 and 1:', twoMasters);
+
+  const result = {
+    date: new Date().toISOString(),
+    machine: { cores: cpus().length, cpu: cpus()[0]?.model, node: process.version },
+    settings: { seconds: SECONDS, domains: DOMAINS, batch: BATCH, appendfsync: APPENDFSYNC, scripts: 'APPLY per hash-tag group, 4 batches in flight' },
+    oneServer,
+    twoMasters,
+    ratio: twoMasters.eventsPerSecond / oneServer.eventsPerSecond,
+  };
+  const row = (name, r) => `| ${name} | ${Math.round(r.eventsPerSecond).toLocaleString('en')} | ${r.serverCores.toFixed(2)} | ${r.clientCores.toFixed(2)} |`;
+  console.log(`\n| svc's cluster scripts from a bare client | events/s | cores busy: servers | client |\n|---|---|---|---|`);
+  console.log(row('one server, core 0 (client on core 1)', oneServer));
+  console.log(row(`two masters, cores 0 and 1 (**${result.ratio.toFixed(2)}** of one server)`, twoMasters));
+  const file = values.out ?? join(root, 'bench/results', `redis-scale-${result.date.slice(0, 10)}.json`);
+  writeFileSync(file, JSON.stringify(result, null, 2) + '\n');
+  console.log(`written to ${file}`);
+}
+
+/** Moves a running process, every thread of it, onto `cores`. */
+function pin(pid, cores) {
+  spawnSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' });
 }
