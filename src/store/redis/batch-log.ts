@@ -252,7 +252,12 @@ export class BatchLog {
         logged.sort((a, b) => a[0] - b[0]);
         for (const [seq, batch] of logged) await this.#finish(writer, seq, batch);
         if (logged.length > 0) log('info', 'finished the logged batches of a writer that died', { batches: logged.length });
-        await runScript(this.#commands, DROP_LEASE, [WRITERS_KEY], [writer, String(this.#recovering.get(writer))]);
+        // A renewal in flight may have moved the lease's expiry: drop it with the expiry that
+        // renewal set, and let no later one extend it.
+        await this.#renewing?.catch(() => {});
+        const expiry = this.#recovering.get(writer);
+        this.#recovering.delete(writer);
+        if (expiry !== undefined) await runScript(this.#commands, DROP_LEASE, [WRITERS_KEY], [writer, String(expiry)]);
       } finally {
         this.#recovering.delete(writer);
       }
