@@ -19,9 +19,24 @@ const store = await LmdbStore.open(directory, {
   domainsPerTransaction: 2,
 });
 for (const [i, entries] of batches.entries()) {
-  await store.applyBatch(new Map(entries.map(([domain, delivered, bounced]) => [domain, { delivered, bounced }])));
+  await applyRetrying(new Map(entries.map(([domain, delivered, bounced]) => [domain, { delivered, bounced }])));
   process.stdout.write(`ack ${i}\n`);
   // Lets the seal timer and the apply thread run between some batches.
   if (i % 3 === 2) await new Promise((resolve) => setTimeout(resolve, 15));
 }
 await endDriver(store, directory, end);
+
+/**
+ * A process stalled past its lease (a loaded machine) is refused until the lease is renewed, before
+ * anything of the batch is written: like a client answered 503, the driver sends the batch again.
+ */
+async function applyRetrying(deltas) {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      return await store.applyBatch(deltas);
+    } catch (error) {
+      if (error.code !== 'SVC_STORE_UNAVAILABLE' || attempt === 100) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+}
