@@ -59,11 +59,11 @@ describe('kafka:// store URLs', () => {
     const port = await freePort();
     const ingest = await startDaemon('serve-http', ['--store', `kafka://127.0.0.1:${port}/down`, '--store-timeout', '1s']);
     try {
-      const started = Date.now();
+      const started = performance.now();
       const res = await fetch(`${ingest.url}/events/a.example.com/delivered`, { method: 'PUT' });
       expect(res.status).toBe(503);
       expect(res.headers.get('retry-after')).toBe('1');
-      expect(Date.now() - started).toBeLessThan(5_000);
+      expect(performance.now() - started).toBeLessThan(5_000);
       expect((await getJson(`${ingest.url}/readyz`)).status).toBe(503);
     } finally {
       await ingest.stop();

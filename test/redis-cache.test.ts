@@ -51,9 +51,9 @@ describe.skipIf(!hasRedis() && !process.env.CI)('serve-read --cache: not-catch-a
       expect(redis.cli('EXISTS', 'svc:n:open.example')).toBe('0');
 
       await redis.stop(true);
-      const started = Date.now();
+      const started = performance.now();
       expect((await getJson(`${second.url}/domains/other.example`)).body).toEqual({ domain: 'other.example', status: 'not catch-all', delivered: 0, bounced: 1 });
-      expect(Date.now() - started).toBeLessThan(1_000);
+      expect(performance.now() - started).toBeLessThan(1_000);
       expect((await getJson(`${second.url}/readyz`)).status).toBe(200);
       expect(await metric(second, 'svc_shared_cache_errors_total')).toBeGreaterThanOrEqual(1);
     } finally {

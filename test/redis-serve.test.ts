@@ -159,11 +159,11 @@ describe.skipIf(!hasRedis() && !process.env.CI)('svc when Redis goes away (redis
       const load = putEvents(daemon.url, events, 16, { onAnswered: (answered) => answered === 300 && reached() });
       await middle;
       await server.stop(true);
-      const started = Date.now();
+      const started = performance.now();
       const refused = await getJson(`${daemon.url}/events/down.example/delivered`, { method: 'PUT' });
       expect(refused).toMatchObject({ status: 503, body: { error: expect.stringMatching(/^Redis: /) } });
       expect(refused.headers.get('retry-after')).toBe('1');
-      expect(Date.now() - started).toBeLessThan(4_000);
+      expect(performance.now() - started).toBeLessThan(4_000);
       expect((await getJson(`${daemon.url}/readyz`)).status).toBe(503);
       await new Promise((resolve) => setTimeout(resolve, 1000));
       await server.restart();

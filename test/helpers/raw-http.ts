@@ -16,7 +16,7 @@ export interface RawResponse {
 export function rawExchange(url: string, request: string | Buffer, waitMs = 10_000): Promise<RawResponse> {
   return new Promise((resolve, reject) => {
     const socket = open(url);
-    const started = Date.now();
+    const started = performance.now();
     const chunks: Buffer[] = [];
     const timer = setTimeout(() => {
       socket.destroy();
@@ -27,7 +27,7 @@ export function rawExchange(url: string, request: string | Buffer, waitMs = 10_0
     socket.on('error', () => {});
     socket.on('close', () => {
       clearTimeout(timer);
-      resolve({ ...parseResponse(Buffer.concat(chunks)), closedAfterMs: Date.now() - started });
+      resolve({ ...parseResponse(Buffer.concat(chunks)), closedAfterMs: performance.now() - started });
     });
     socket.write(request);
   });
@@ -36,12 +36,12 @@ export function rawExchange(url: string, request: string | Buffer, waitMs = 10_0
 /** A connection left open for the caller to write to slowly; `closed` resolves when the server closes it. */
 export function rawConnection(url: string): { socket: Socket; closed: Promise<RawResponse> } {
   const socket = open(url);
-  const started = Date.now();
+  const started = performance.now();
   const chunks: Buffer[] = [];
   socket.on('data', (chunk) => chunks.push(chunk));
   socket.on('error', () => {});
   const closed = new Promise<RawResponse>((resolve) =>
-    socket.on('close', () => resolve({ ...parseResponse(Buffer.concat(chunks)), closedAfterMs: Date.now() - started })),
+    socket.on('close', () => resolve({ ...parseResponse(Buffer.concat(chunks)), closedAfterMs: performance.now() - started })),
   );
   return { socket, closed };
 }
