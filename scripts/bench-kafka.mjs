@@ -30,7 +30,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { Kafka, logLevel, Partitioners } from 'kafkajs';
 import { request } from 'undici';
-import { startDaemon, treeUsage } from './bench/processes.mjs';
+import { pin, startDaemon, treeUsage } from './bench/processes.mjs';
 import { ensureWrk, runWrk } from './bench/wrk.mjs';
 
 const { values } = parseArgs({
@@ -387,11 +387,6 @@ async function readToEnd(topic, records) {
   const seconds = (performance.now() - started) / 1000;
   await consumer.disconnect();
   return seconds;
-}
-
-/** Moves a running process, every thread of it, onto `cpus` (threads it starts later inherit it). */
-function pin(pid, cpus) {
-  execFileSync('taskset', ['-a', '-p', '-c', cpus, String(pid)], { stdio: 'ignore' });
 }
 
 function fmt(n) {

@@ -25,7 +25,7 @@ import { parseArgs } from 'node:util';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { createClient, createCluster } from '@redis/client';
 import { Agent, request } from 'undici';
-import { startDaemon, treeUsage } from './bench/processes.mjs';
+import { pin, startDaemon, treeUsage } from './bench/processes.mjs';
 
 const { values } = parseArgs({
   options: {
@@ -336,7 +336,4 @@ async function scaleOut() {
   console.log(`written to ${file}`);
 }
 
-/** Moves a running process, every thread of it, onto `cores`. */
-function pin(pid, cores) {
-  spawnSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' });
-}
+

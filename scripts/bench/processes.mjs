@@ -1,6 +1,6 @@
 // Starting a daemon for the bench and watching what it costs: CPU seconds and resident memory of
 // the process and its children (the workers of a cluster), read from /proc.
-import { spawn } from 'node:child_process';
+import { execFileSync, spawn } from 'node:child_process';
 import { readdirSync, readFileSync } from 'node:fs';
 
 const TICKS_PER_SECOND = 100;
@@ -112,4 +112,9 @@ function readStat(pid) {
   } catch {
     return undefined; // it exited while we looked
   }
+}
+
+/** Moves a running process, every thread of it, onto `cores` (threads it starts later inherit them). */
+export function pin(pid, cores) {
+  execFileSync('taskset', ['-a', '-p', '-c', cores, String(pid)], { stdio: 'ignore' });
 }
