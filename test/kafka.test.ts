@@ -289,6 +289,43 @@ describe.skipIf(!brokerBinary)('the Kafka pipeline on the kfake test broker', ()
     await admin.disconnect();
   }, 60_000);
 
+  it('counts the records other producers write to PREFIX.events (one event, or deltas-v1 under any spelling of a name) and skips the bad ones', async () => {
+    const store = broker.storeUrl('foreign');
+    expect((await runSvc(['setup', '--store', store, '--partitions', '2'])).code).toBe(0);
+    const member = await startMaterializer(SVC_BIN, store, dir(), ['--session-timeout', '2s', '--metrics-port', '0']);
+    const reader = await startDaemon('serve-read', ['--store', store, '--state', dir(), '--cache-size', '0']);
+    daemons.push(member, reader);
+    const producer = new Kafka({ brokers: broker.brokers.split(','), logLevel: logLevel.NOTHING }).producer({ createPartitioner: Partitioners.DefaultPartitioner });
+    await producer.connect();
+    const at = (domain: string) => partitionOf(domain, 2);
+    const deltas = { 'svc-format': 'deltas-v1' };
+    await producer.send({
+      topic: 'foreign.events',
+      acks: -1,
+      messages: [
+        { key: 'one.example', partition: at('one.example'), value: '{"domain":"One.Example.","type":"bounced"}' },
+        // Three spellings of one name in one record: one domain, their increments added.
+        { partition: at('two.example'), headers: deltas, value: '{"counts":{"Two.Example":[1,0],"two.example":[2,1],"TWO.EXAMPLE.":[3,0]}}' },
+        { partition: at('two.example'), headers: deltas, value: '{"counts":{"two.example":[4,0]}}' },
+        // Rejected, and counting goes on: not JSON, a bad count, an invalid domain, an unknown type.
+        { partition: at('two.example'), headers: deltas, value: 'not json' },
+        { partition: at('two.example'), headers: deltas, value: '{"counts":{"two.example":[-1,0]}}' },
+        { partition: at('two.example'), headers: deltas, value: '{"counts":{"two.example":[1,0],"bad_name.example":[1,0]}}' },
+        { key: 'one.example', partition: at('one.example'), value: '{"domain":"one.example","type":"opened"}' },
+        { key: 'one.example', partition: at('one.example'), value: '{"domain":"one.example","type":"delivered"}' },
+      ],
+    });
+    await producer.disconnect();
+    const expected: Tally = new Map([
+      ['one.example', { delivered: 1, bounced: 1 }],
+      ['two.example', { delivered: 10, bounced: 1 }],
+    ]);
+    expect(await until(() => readCounts(reader.url, expected.keys()), (c) => same(c, expected), 15_000)).toEqual(expected);
+    const metricsUrl = JSON.parse(member.output().split('\n').find((line) => line.includes('"msg":"materializing"'))!).metrics;
+    const rejected = () => fetch(metricsUrl).then((r) => r.text());
+    expect(await until(rejected, (text) => text.includes('outcome="rejected"} 4\n'), 5_000)).toContain('svc_materialize_records_total{stage="count",outcome="rejected"} 4\n');
+  }, 60_000);
+
   it('an Idempotency-Key is forgotten after its window: a later repeat counts again, and the key is deleted from the counts topic', async () => {
     const store = broker.storeUrl('window');
     expect((await runSvc(['setup', '--store', store, '--partitions', '1'])).code).toBe(0);

@@ -29,14 +29,19 @@ export interface RecordKey {
   expiresAt: number;
 }
 
-/** What one record of PREFIX.events adds. */
+/**
+ * What one record of PREFIX.events adds: domain → [delivered, bounced], the shape deltas-v1 writes
+ * (read as parsed, so that a materializer adds up a record of 1,000 domains without copying it).
+ */
+export type RecordCounts = Record<string, [number, number]>;
+
 export interface EventsRecord {
-  counts: Map<string, DomainCounts>;
+  counts: RecordCounts;
   key?: RecordKey;
 }
 
 export function encodeDeltas(counts: Iterable<[string, DomainCounts]>, key?: RecordKey): Buffer {
-  const body: Record<string, [number, number]> = {};
+  const body: RecordCounts = {};
   for (const [domain, { delivered, bounced }] of counts) body[domain] = [delivered, bounced];
   return Buffer.from(JSON.stringify(key ? { counts: body, key: { key: key.key, expiresAt: key.expiresAt } } : { counts: body }));
 }
@@ -50,21 +55,36 @@ export function decodeEventsRecord(value: Buffer | null, format: string | undefi
   const event = parsed as { domain?: unknown; type?: unknown };
   const domain = normalizeDomain(event.domain as string);
   const type = parseEventType(event.type);
-  return { counts: new Map([[domain, { delivered: type === 'delivered' ? 1 : 0, bounced: type === 'bounced' ? 1 : 0 }]]) };
+  return { counts: { [domain]: type === 'delivered' ? [1, 0] : [0, 1] } };
 }
 
 function decodeDeltas(parsed: unknown): EventsRecord {
   const { counts, key } = parsed as { counts?: Record<string, unknown>; key?: { key?: unknown; expiresAt?: unknown } };
-  if (typeof counts !== 'object' || counts === null) throw new Error(`a ${DELTAS_FORMAT} record without counts`);
-  const result = new Map<string, DomainCounts>();
-  for (const [domain, pair] of Object.entries(counts)) {
-    if (!Array.isArray(pair) || !isCount(pair[0]) || !isCount(pair[1])) throw new Error(`bad counts for ${JSON.stringify(domain)}`);
+  if (typeof counts !== 'object' || counts === null || Array.isArray(counts)) throw new Error(`a ${DELTAS_FORMAT} record without counts`);
+  let renamed: Array<[string, string]> | undefined;
+  for (const domain in counts) {
+    const pair = counts[domain];
+    if (!Array.isArray(pair) || pair.length !== 2 || !isCount(pair[0]) || !isCount(pair[1])) throw new Error(`bad counts for ${JSON.stringify(domain)}`);
     // Written normalised by svc; normalised again so that a hand-written record cannot split a domain.
-    result.set(normalizeDomain(domain), { delivered: pair[0], bounced: pair[1] });
+    const name = normalizeDomain(domain);
+    if (name !== domain) (renamed ??= []).push([domain, name]);
   }
+  const result = renamed ? merged(counts as RecordCounts, renamed) : (counts as RecordCounts);
   if (key === undefined) return { counts: result };
   if (typeof key.key !== 'string' || typeof key.expiresAt !== 'number') throw new Error('bad idempotency key');
   return { counts: result, key: { key: key.key, expiresAt: key.expiresAt } };
+}
+
+/** A hand-written record's counts under normalised names (`Example.COM` and `example.com` become one). */
+function merged(counts: RecordCounts, renamed: Array<[string, string]>): RecordCounts {
+  for (const [domain, name] of renamed) {
+    const [delivered, bounced] = counts[domain]!;
+    delete counts[domain];
+    const into = counts[name];
+    if (into) counts[name] = [into[0] + delivered, into[1] + bounced];
+    else counts[name] = [delivered, bounced];
+  }
+  return counts;
 }
 
 const isCount = (n: unknown): n is number => Number.isSafeInteger(n) && (n as number) >= 0;

@@ -1,10 +1,9 @@
 import { mkdirSync } from 'node:fs';
-import type { DomainCounts } from '../core/status.js';
-import { createClient, groupConsumer, partitionCount, type Consumer, type EachBatchPayload, type KafkaClient, type KafkaMessage } from '../kafka/client.js';
+import { createClient, groupConsumer, partitionCount, type Consumer, type EachBatchPayload, type KafkaClient } from '../kafka/client.js';
 import { follow } from '../kafka/follower.js';
-import { decodeEventsRecord, FORMAT_HEADER, type EventsRecord } from '../kafka/records.js';
 import type { KafkaLocation } from '../kafka/url.js';
 import { log } from '../log.js';
+import { sumBatch } from './batch-sum.js';
 import { PartitionTask } from './partition-task.js';
 
 export interface MaterializerOptions {
@@ -26,14 +25,13 @@ export interface MaterializerStats {
   restores: number;
 }
 
-const headerOf = (message: KafkaMessage, name: string) => message.headers?.[name]?.toString();
-export const decodeSvcRecord = (message: KafkaMessage) => decodeEventsRecord(message.value, headerOf(message, FORMAT_HEADER));
-
 /**
  * `svc materialize`: a member of the consumer group PREFIX.materialize on the events topic. For
  * each batch of a partition it owns, it publishes the new totals of the changed domains to
  * PREFIX.counts and commits its input offset in one Kafka transaction (read-process-write,
- * exactly once), then counts them into the partition's local store. A partition it is given
+ * exactly once), then counts them into the partition's local store. A partition's transaction
+ * runs while the member fetches and sums its next batches (per partition one in flight and one
+ * waiting; the partitions' transactions run side by side, each on its own producer). A partition it is given
  * (or whose transaction failed) is first restored from PREFIX.counts, which also says the
  * offset counting resumes at: that, not the group's committed offset, is the truth.
  */
@@ -110,56 +108,30 @@ export class Materializer {
         return;
       }
     }
-    const commit = { deltas: new Map<string, DomainCounts>(), keys: new Map<string, number>(), next: Number(batch.lastOffset()) + 1, time: 0 };
-    let rejected = 0;
-    let events = 0;
-    for (const message of batch.messages) {
-      if (Number(message.offset) < task.next) continue;
-      this.stats.records++;
-      let record: EventsRecord;
-      try {
-        record = decodeSvcRecord(message);
-      } catch (error) {
-        rejected++;
-        log('debug', 'rejected a record', { partition, offset: message.offset, error: String((error as Error).message ?? error) });
-        continue;
-      }
-      // When the record was produced (its request answered), not when it is counted: a member
-      // that lags, or restores, must not take a repeat sent within the window for a new request.
-      const producedAt = Number(message.timestamp);
-      commit.time = Math.max(commit.time, producedAt);
-      if (record.key) {
-        const seen = commit.keys.get(record.key.key) ?? task.keys.get(record.key.key);
-        if (seen !== undefined && seen > producedAt) {
-          this.stats.duplicates++;
-          continue;
-        }
-        commit.keys.set(record.key.key, record.key.expiresAt);
-      }
-      for (const [domain, counts] of record.counts) {
-        const sum = commit.deltas.get(domain);
-        if (sum === undefined) commit.deltas.set(domain, { ...counts });
-        else {
-          sum.delivered += counts.delivered;
-          sum.bounced += counts.bounced;
-        }
-        events += counts.delivered + counts.bounced;
-      }
-    }
-    try {
-      await task.commit(commit, { counts: this.#options.location.countsTopic, events: this.#source }, this.#groupId);
-    } catch (error) {
-      log('warn', 'a transaction failed; the partition is restored before it is counted again', { partition, error: String(error) });
-      this.#tasks.delete(partition);
-      await task.close();
-      this.#consumer.seek({ topic: this.#source, partition, offset: String(first) });
-      await new Promise((resolve) => setTimeout(resolve, 200));
-      return;
-    }
-    this.stats.events += events;
-    this.stats.rejected += rejected;
+    const sum = await sumBatch(batch.messages, task.next, task.keys, partition);
+    this.stats.records += sum.records;
+    this.stats.duplicates += sum.duplicates;
+    const commit = { deltas: sum.deltas, keys: sum.keys, next: Number(batch.lastOffset()) + 1, time: sum.time };
+    const topics = { counts: this.#options.location.countsTopic, events: this.#source };
+    const queued = await task.queue(commit, topics, this.#groupId, (error) => {
+      if (error === undefined) {
+        this.stats.events += sum.events;
+        this.stats.rejected += sum.rejected;
+      } else this.#failed(task, first, error);
+    });
+    if (!queued) return;
     resolveOffset(batch.lastOffset());
     await heartbeat().catch(() => {});
+  }
+
+  /** A transaction failed (fenced, or the broker unreachable): the partition is restored, then counted again from `first`. */
+  #failed(task: PartitionTask, first: number, error: unknown): void {
+    const { partition } = task;
+    log('warn', 'a transaction failed; the partition is restored before it is counted again', { partition, error: String(error) });
+    if (this.#tasks.get(partition) !== task) return;
+    this.#tasks.delete(partition);
+    void task.close();
+    if (this.#assigned.has(partition)) this.#consumer.seek({ topic: this.#source, partition, offset: String(first) });
   }
 
   /** Restores `partition`, with every other assigned partition not restored yet, in one read of PREFIX.counts. */

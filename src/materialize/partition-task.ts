@@ -33,11 +33,18 @@ const RECORDS_PER_SEND = 1000;
  */
 export class PartitionTask {
   readonly partition: number;
-  /** The events of the partition below this offset are counted in `store`. */
+  /** The events of the partition below this offset are counted in `store`, or in the commit in flight. */
   next = 0;
-  /** False until a `svc/next-offset` record is restored or committed: nothing of the partition was counted yet. */
+  /** False until a `svc/next-offset` record is restored or a commit queued: nothing of the partition was counted yet. */
   counting = false;
+  /** Idempotency keys counted in the partition (or in the commit in flight), with when each expires. */
   readonly keys = new Map<string, number>();
+  /** Set once a commit failed: the task's state may be ahead of PREFIX.counts; it must be opened again. */
+  failed = false;
+  /** The last commit queued, and the one before it: each starts when the one before ends (its totals build on them). Never reject. */
+  #last: Promise<void> = Promise.resolve();
+  #beforeLast: Promise<void> = Promise.resolve();
+  #closed: Promise<void> | undefined;
   /** Keys past their window, still in PREFIX.counts: the next commit deletes them (tombstones) for compaction to drop. */
   readonly #expired = new Set<string>();
   #lastSweep = 0;
@@ -117,11 +124,41 @@ export class PartitionTask {
   }
 
   /**
+   * Queues `commit` to start when the one before it ends, and returns without waiting for it as
+   * soon as at most one commit waits behind the one in flight: the member fetches and sums its
+   * next batches while transactions make their round trips (each partition's on its own producer,
+   * side by side). `settle` hears how it ended. Returns false, queuing nothing, once one failed.
+   */
+  async queue(commit: PartitionCommit, topics: { counts: string; events: string }, groupId: string, settle: (error?: unknown) => void): Promise<boolean> {
+    // At most one commit waits behind the one in flight: the fetches go on while both are under way.
+    await this.#beforeLast;
+    if (this.failed) return false;
+    // The next batch is summed against these; if a commit fails the whole task is dropped.
+    this.next = commit.next;
+    this.counting = true;
+    for (const [key, expiresAt] of commit.keys) this.keys.set(key, expiresAt);
+    this.#beforeLast = this.#last;
+    this.#last = this.#last.then(async () => {
+      // Its state builds on a commit that failed: it is dropped with the task, unheard.
+      if (this.failed) return;
+      try {
+        await this.#commit(commit, topics, groupId);
+      } catch (error) {
+        this.failed = true;
+        settle(error);
+        return;
+      }
+      settle();
+    });
+    return true;
+  }
+
+  /**
    * Publishes the new totals of the changed domains, the keys and the next offset to PREFIX.counts
    * and commits the consumer group's offset, in one transaction; then counts locally. On any
-   * failure the transaction is aborted and the task must be opened again (its state may be stale).
+   * failure the transaction is aborted.
    */
-  async commit(commit: PartitionCommit, topics: { counts: string; events: string }, groupId: string): Promise<void> {
+  async #commit(commit: PartitionCommit, topics: { counts: string; events: string }, groupId: string): Promise<void> {
     const stored = await this.#store.getMany([...commit.deltas.keys()]);
     const messages: Array<{ key: string; value: Buffer | null; partition: number }> = [];
     for (const [domain, delta] of commit.deltas) {
@@ -148,10 +185,7 @@ export class PartitionTask {
       throw error;
     }
     await this.#store.applyBatch(commit.deltas);
-    for (const [key, expiresAt] of commit.keys) this.keys.set(key, expiresAt);
     for (const key of expired) this.#expired.delete(key);
-    this.next = commit.next;
-    this.counting = true;
   }
 
   /**
@@ -177,8 +211,12 @@ export class PartitionTask {
     return batch;
   }
 
-  async close(): Promise<void> {
-    await this.#producer.disconnect().catch(() => {});
-    await this.#store.close();
+  /** Lets the commit in flight end (a newer owner may fence it first), then closes. */
+  close(): Promise<void> {
+    this.#closed ??= this.#last.then(async () => {
+      await this.#producer.disconnect().catch(() => {});
+      await this.#store.close();
+    });
+    return this.#closed;
   }
 }
