@@ -5,6 +5,7 @@
 //   node scripts/bench-kafka.mjs [--seconds 8] [--events 1000000] [--domains 1000000] [--partitions 4]
 //                                [--restore-domains 1000000] [--restore-partitions 1] [--probes 200]
 //                                [--only put,materialize,lag,restore] [--put-connections 32] [--put-pinned]
+//                                [--repeat 1]
 //
 // 1. single-event PUTs/s through serve-http on Kafka, against the same serve-http on the embedded
 //    store (wrk, `--put-connections` connections, uniform domains). Each connection waits for its
@@ -14,7 +15,9 @@
 //    that both serve-http runs have the same core; the CPU each process used is reported;
 // 2. events/s counted by one `svc materialize` pinned to core 0 (taskset), then by two pinned to
 //    cores 0 and 1, over the same events pre-produced to PREFIX.events, once the group is settled:
-//    the scale-out ratio, and the CPU per event;
+//    the scale-out ratio, and the CPU per event. `--repeat N` runs N such pairs and reports the
+//    median ratio (a pair's two runs are a minute apart, and this machine's speed varies more).
+//    Its ceiling: the members' own counting without Kafka, one process and two (count-alone.mjs);
 // 3. lag from a PUT's acknowledgement to the event being visible on serve-read (P50, P99), with
 //    a paced background load of about half the PUT rate of (1);
 // 4. restore: `--restore-domains` domains in PREFIX.counts (over `--restore-partitions`), restored
@@ -44,6 +47,8 @@ const { values } = parseArgs({
     probes: { type: 'string', default: '200' },
     'put-connections': { type: 'string', default: '32' },
     'put-pinned': { type: 'boolean', default: false },
+    // Pairs of materialize runs (one member, then two): this machine is noisy, the median pair is reported.
+    repeat: { type: 'string', default: '1' },
     // A subset of the steps, e.g. `--only restore` while working on one of them; the table has their rows only.
     only: { type: 'string', default: 'put,materialize,lag,restore' },
     out: { type: 'string' },
@@ -58,6 +63,7 @@ const RESTORE_PARTITIONS = Number(values['restore-partitions']);
 const PROBES = Number(values.probes);
 const PUT_CONNECTIONS = Number(values['put-connections']);
 const PUT_PINNED = values['put-pinned'];
+const REPEAT = Number(values.repeat);
 const STEPS = new Set(values.only.split(','));
 for (const step of STEPS) if (!['put', 'materialize', 'lag', 'restore'].includes(step)) throw new Error(`--only: no step ${step} (put, materialize, lag, restore)`);
 const root = new URL('..', import.meta.url).pathname;
@@ -85,10 +91,19 @@ const dir = () => join(work, `d${step++}`);
 try {
   const put = STEPS.has('put') || STEPS.has('lag') ? await putRates() : undefined;
   if (put) console.error(`PUT: kafka ${fmt(put.kafka.okRps)}/s, embedded ${fmt(put.embedded.okRps)}/s`);
-  const one = STEPS.has('materialize') ? await materializeRate('one', [[0]]) : undefined;
-  if (one) console.error(`materialize, one member on core 0: ${fmt(one.eventsPerSecond)} events/s`);
-  const two = STEPS.has('materialize') ? await materializeRate('two', [[0], [1]]) : undefined;
-  if (two) console.error(`materialize, two members on cores 0 and 1: ${fmt(two.eventsPerSecond)} events/s`);
+  const pairs = [];
+  for (let i = 1; STEPS.has('materialize') && i <= REPEAT; i++) {
+    const one = await materializeRate(`one-${i}`, [[0]]);
+    console.error(`materialize, one member on core 0: ${fmt(one.eventsPerSecond)} events/s`);
+    const two = await materializeRate(`two-${i}`, [[0], [1]]);
+    console.error(`materialize, two members on cores 0 and 1: ${fmt(two.eventsPerSecond)} events/s (${ratio(two.eventsPerSecond / one.eventsPerSecond)})`);
+    pairs.push({ one, two, ratio: two.eventsPerSecond / one.eventsPerSecond });
+  }
+  const ceiling = STEPS.has('materialize') ? await countAloneRates() : undefined;
+  if (ceiling) console.error(`the same counting without Kafka: one ${fmt(ceiling.one)} events/s, two ${fmt(ceiling.two)} (${ratio(ceiling.ratio)})`);
+  const byRatio = [...pairs].sort((a, b) => a.ratio - b.ratio);
+  const median = byRatio[Math.floor((byRatio.length - 1) / 2)];
+  const { one, two } = median ?? {};
   const lag = STEPS.has('lag') ? await lagProbe(put.kafka.okRps / 2) : undefined;
   if (lag) console.error(`lag: P50 ${lag.p50Ms} ms, P99 ${lag.p99Ms} ms`);
   const restore = STEPS.has('restore') ? await restoreRates() : undefined;
@@ -100,7 +115,7 @@ try {
     broker: 'kfake (scripts/kafka), 1 broker',
     settings: { seconds: SECONDS, events: EVENTS, domains: DOMAINS, partitions: PARTITIONS, restoreDomains: RESTORE_DOMAINS, restorePartitions: RESTORE_PARTITIONS, probes: PROBES, putConnections: PUT_CONNECTIONS, putPinned: PUT_PINNED, steps: [...STEPS] },
     put: put && STEPS.has('put') ? { ...put, ratio: put.kafka.okRps / put.embedded.okRps } : undefined,
-    materialize: one && two ? { one, two, ratio: two.eventsPerSecond / one.eventsPerSecond } : undefined,
+    materialize: median ? { ...median, pairs, ceiling } : undefined,
     lag,
     restore,
   };
@@ -115,6 +130,8 @@ try {
       ? [
           ['one materializer (taskset core 0)', `${fmt(one.eventsPerSecond)} events/s`, `${fmt(one.measuredEvents)} of ${fmt(EVENTS)} events, ${fmt(DOMAINS)} domains`, ''],
           ['two materializers (cores 0, 1)', `${fmt(two.eventsPerSecond)} events/s`, 'one materializer', ratio(result.materialize.ratio)],
+          ...(pairs.length > 1 ? [[`the same, ${pairs.length} pairs (the median above)`, pairs.map((p) => ratio(p.ratio)).join(', '), 'one materializer', `${ratio(byRatio[0].ratio)} to ${ratio(byRatio.at(-1).ratio)}`]] : []),
+          ['ceiling: a member\'s counting without Kafka (scripts/bench/count-alone.mjs), two processes', `${fmt(ceiling.two)} events/s`, `one process ${fmt(ceiling.one)}`, ratio(ceiling.ratio)],
           ['materializer CPU: events per CPU-second', `one: ${fmt(one.eventsPerCpuSecond)}, two: ${fmt(two.eventsPerCpuSecond)}`, 'one member', ratio(two.eventsPerCpuSecond / one.eventsPerCpuSecond)],
           ['cores busy while counting: members + broker', `one: ${one.membersCores.toFixed(2)} + ${one.brokerCores.toFixed(2)}, two: ${two.membersCores.toFixed(2)} + ${two.brokerCores.toFixed(2)}`, 'of 2 cores', ''],
         ]
@@ -217,7 +234,7 @@ async function groupLag(groupId, topic) {
 
 /**
  * (2) The events are produced first; then members pinned to the given cores start. Once the group
- * is settled (every partition assigned, no member idle), the rate is measured over what is left:
+ * is settled (every partition assigned and restored, no member idle), the rate is measured over what is left:
  * events/s from then until the group's lag is 0, with the CPU the members spent meanwhile.
  * Rebalancing and each process's start are kept out of the figure, and batches are full-sized
  * (counting does not race the loader).
@@ -227,17 +244,19 @@ async function materializeRate(prefix, cores) {
   await produceEvents(prefix);
   const records = (await admin.fetchTopicOffsets(`${prefix}.events`)).reduce((sum, o) => sum + Number(o.high), 0);
   const members = await Promise.all(cores.map((set) => startMaterializer(prefix, set)));
-  const assigned = (member) => {
-    const lines = member.output().split('\n').filter((l) => l.includes('"msg":"partitions assigned"'));
-    return lines.length ? JSON.parse(lines.at(-1)).partitions.length : 0;
-  };
-  while (members.some((m) => assigned(m) === 0) || members.reduce((sum, m) => sum + assigned(m), 0) !== PARTITIONS) await sleep(20);
+  const logged = (member, msg) => member.output().split('\n').filter((l) => l.includes(`"msg":"${msg}"`)).map((l) => JSON.parse(l).partitions);
+  const assigned = (member) => logged(member, 'partitions assigned').at(-1) ?? [];
+  // A member restores a partition it is given (here, from an empty PREFIX.counts) before counting it: part of its start.
+  const restored = (member) => new Set(logged(member, 'partitions restored').flat());
+  const settled = (member) => assigned(member).length > 0 && assigned(member).every((p) => restored(member).has(p));
+  while (!members.every(settled) || members.reduce((sum, m) => sum + assigned(m).length, 0) !== PARTITIONS) await sleep(20);
   const cpu = () => members.reduce((sum, m) => sum + m.cpuSeconds(), 0);
   const cpuBefore = cpu();
   const brokerCpuBefore = treeUsage(broker.pid).cpuSeconds;
   const started = performance.now();
   const lagBefore = await groupLag(`${prefix}.materialize`, `${prefix}.events`);
-  while ((await groupLag(`${prefix}.materialize`, `${prefix}.events`)) > 0) await sleep(50);
+  // Each poll costs the bench a few ms of CPU on the measured cores: rarely while far from the end.
+  for (let lag = lagBefore; lag > 0; lag = await groupLag(`${prefix}.materialize`, `${prefix}.events`)) await sleep(lag > lagBefore / 10 ? 250 : 20);
   const seconds = (performance.now() - started) / 1000;
   // Records hold about the same number of events each (4,000 events cut per partition).
   const events = (EVENTS * lagBefore) / records;
@@ -246,11 +265,38 @@ async function materializeRate(prefix, cores) {
   // What the broker took of the same two cores meanwhile (fetches, transactions, produce of the counts).
   const brokerCores = (treeUsage(broker.pid).cpuSeconds - brokerCpuBefore) / seconds;
   for (const m of members) await m.stop();
+  // The test broker keeps every record in its heap, whose garbage collection runs on the measured
+  // cores and grows with it: the next run starts with the broker as this one did.
+  await admin.deleteTopics({ topics: [`${prefix}.events`, `${prefix}.counts`, `${prefix}.replays`] });
   return { members: cores.length, measuredEvents: Math.round(events), seconds, eventsPerSecond: events / seconds, cpuSeconds, eventsPerCpuSecond: events / cpuSeconds, membersCores: cpuSeconds / seconds, brokerCores };
 }
 
+/**
+ * The ceiling of (2): a member's own work without Kafka (scripts/bench/count-alone.mjs), one
+ * process on core 0, then two at once on cores 0 and 1 with half the partitions each.
+ */
+async function countAloneRates() {
+  const script = join(root, 'scripts/bench/count-alone.mjs');
+  const all = Array.from({ length: PARTITIONS }, (_, p) => p);
+  const halves = [all.filter((p) => p % 2 === 0), all.filter((p) => p % 2 === 1)];
+  const run = (core, partitions, startAt) =>
+    new Promise((resolve, reject) => {
+      const args = ['-c', String(core), process.execPath, script, '--partitions', partitions.join(','), '--of', String(PARTITIONS), '--domains', String(DOMAINS), '--seconds', String(SECONDS), '--start-at', String(startAt)];
+      const child = spawn('taskset', args, { stdio: ['ignore', 'pipe', 'inherit'] });
+      let output = '';
+      child.stdout.on('data', (chunk) => (output += chunk));
+      child.once('exit', (code) => (code === 0 ? resolve(JSON.parse(output)) : reject(new Error(`count-alone exited with ${code}`))));
+    });
+  // Each builds its records first (a few seconds), then all count from the same moment.
+  const one = await run(0, all, Date.now() + 10_000);
+  const startAt = Date.now() + 10_000;
+  const two = await Promise.all([run(0, halves[0], startAt), run(1, halves[1], startAt)]);
+  const twoRate = two.reduce((sum, r) => sum + r.eventsPerSecond, 0);
+  return { one: one.eventsPerSecond, two: twoRate, ratio: twoRate / one.eventsPerSecond };
+}
+
 function startMaterializer(prefix, cores, state = dir()) {
-  const args = ['-c', cores.join(','), process.execPath, SVC, 'materialize', '--store', store(prefix), '--state', state, '--session-timeout', '6s'];
+  const args = ['-c', cores.join(','), process.execPath, ...(process.env.PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.PROF] : []), SVC, 'materialize', '--store', store(prefix), '--state', state, '--session-timeout', '6s'];
   return startProcess('taskset', args, '"msg":"materializing"');
 }
 
