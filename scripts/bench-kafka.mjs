@@ -296,7 +296,7 @@ async function countAloneRates() {
 }
 
 function startMaterializer(prefix, cores, state = dir()) {
-  const args = ['-c', cores.join(','), process.execPath, ...(process.env.PROF ? ['--cpu-prof', '--cpu-prof-dir', process.env.PROF] : []), SVC, 'materialize', '--store', store(prefix), '--state', state, '--session-timeout', '6s'];
+  const args = ['-c', cores.join(','), process.execPath, SVC, 'materialize', '--store', store(prefix), '--state', state, '--session-timeout', '6s'];
   return startProcess('taskset', args, '"msg":"materializing"');
 }
 
